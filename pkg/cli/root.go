@@ -1,0 +1,69 @@
+// Package cli holds ferry's cobra commands: they parse flags, fill a
+// library's Options and call one library function.
+package cli
+
+import (
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X github.com/ferry-dev/ferry/pkg/cli.Version=...".
+var Version = "dev"
+
+// rootOptions are the flags every command shares.
+type rootOptions struct {
+	verbose bool
+	quiet   bool
+	logger  *slog.Logger
+}
+
+// NewRoot builds a fresh command tree; tests build one per case.
+func NewRoot() (*cobra.Command, *rootOptions) {
+	o := &rootOptions{}
+	cmd := &cobra.Command{
+		Use:   "ferry",
+		Short: "Move container images across an air gap without changing a digest",
+		Long: `ferry scans Kubernetes manifests for image references, resolves them to digests,
+bundles every image (every platform of every index) into one OCI-layout tarball,
+pushes it into a disconnected registry with manifests byte-identical, and rewrites
+the manifests to the new locations.`,
+		Example: `  # Connected on both sides: copy and print the rewritten release
+  ferry relocate -f release.yaml --repository registry.internal/mirror > release.relocated.yaml
+
+  # Across an air gap
+  ferry pkg -f release.yaml -o bundle.tar
+  ferry unpkg -i bundle.tar --repository registry.internal/mirror --lock-output relocated.lock.yaml
+  ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			o.logger = newLogger(cmd.ErrOrStderr(), o.verbose)
+		},
+	}
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErrorf(c, "%v", err) })
+	cmd.PersistentFlags().BoolVarP(&o.verbose, "verbose", "v", false, "log debug detail to stderr")
+	cmd.PersistentFlags().BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
+	cmd.AddCommand(
+		newVersionCmd(),
+		newCompletionCmd(),
+	)
+	return cmd, o
+}
+
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// log returns the logger, also before PersistentPreRun ran (in tests).
+func (o *rootOptions) log(w io.Writer) *slog.Logger {
+	if o.logger == nil {
+		o.logger = newLogger(w, o.verbose)
+	}
+	return o.logger
+}

@@ -1,0 +1,285 @@
+// Package lock reads and writes image lock files: ferry's own ImagesLock, and
+// kbld's and imgpkg's for interoperability.
+package lock
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+
+	"github.com/ferry-dev/ferry/pkg/atomicfile"
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// APIVersion and Kind identify ferry's lock format.
+const (
+	APIVersion = "ferry.dev/v1alpha1"
+	Kind       = "ImagesLock"
+
+	kbldAPIVersion   = "kbld.k14s.io/v1alpha1"
+	imgpkgAPIVersion = "imgpkg.carvel.dev/v1alpha1"
+	// kbldIDAnnotation is where imgpkg keeps the reference as written.
+	kbldIDAnnotation = "kbld.carvel.dev/id"
+)
+
+// Format selects the lock dialect to write.
+type Format string
+
+// Formats ferry writes.
+const (
+	FormatFerry Format = "ferry"
+	FormatKbld  Format = "kbld"
+)
+
+// File is a lock: one entry per image reference as written in the manifests.
+type File struct {
+	APIVersion string  `yaml:"apiVersion"`
+	Kind       string  `yaml:"kind"`
+	Images     []Image `yaml:"images"`
+}
+
+// Image is one reference and what it resolved (and was relocated) to.
+type Image struct {
+	// Image is the reference exactly as written in the manifests.
+	Image string `yaml:"image"`
+	// Digest is the digest of the manifest or index the reference pointed at.
+	Digest    string `yaml:"digest,omitempty"`
+	MediaType string `yaml:"mediaType,omitempty"`
+	Size      int64  `yaml:"size,omitempty"`
+	// Resolved is the source location pinned by digest.
+	Resolved string `yaml:"resolved,omitempty"`
+	// Relocated is the new location, by digest, after unpkg or relocate.
+	Relocated string `yaml:"relocated,omitempty"`
+	// Platforms lists the children of an index.
+	Platforms []Platform `yaml:"platforms,omitempty"`
+	// NonDistributable lists foreign layers left out of a bundle.
+	NonDistributable []string `yaml:"nonDistributable,omitempty"`
+	// Sources says where the reference was found.
+	Sources []Source `yaml:"sources,omitempty"`
+}
+
+// Platform is one child manifest of an index.
+type Platform struct {
+	Platform  string `yaml:"platform,omitempty"`
+	Digest    string `yaml:"digest"`
+	MediaType string `yaml:"mediaType,omitempty"`
+	Size      int64  `yaml:"size,omitempty"`
+}
+
+// Source is a place a reference was found.
+type Source struct {
+	File string `yaml:"file"`
+	Line int    `yaml:"line,omitempty"`
+	Path string `yaml:"path,omitempty"`
+}
+
+// New returns an empty ferry lock.
+func New() *File { return &File{APIVersion: APIVersion, Kind: Kind} }
+
+// Location is where the image should be pulled from now: the relocated
+// reference when there is one, else the resolved one.
+func (i Image) Location() string {
+	if i.Relocated != "" {
+		return i.Relocated
+	}
+	return i.Resolved
+}
+
+// Lookup finds the entry for a reference as written.
+func (f *File) Lookup(written string) (Image, bool) {
+	for _, im := range f.Images {
+		if im.Image == written {
+			return im, true
+		}
+	}
+	return Image{}, false
+}
+
+// Sort orders entries by reference so that written locks are stable.
+func (f *File) Sort() {
+	sort.SliceStable(f.Images, func(i, j int) bool { return f.Images[i].Image < f.Images[j].Image })
+}
+
+// Read reads a lock file in any format ferry understands.
+func Read(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading lock: %w", err)
+	}
+	f, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+
+type header struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+}
+
+type kbldConfig struct {
+	APIVersion             string         `yaml:"apiVersion"`
+	Kind                   string         `yaml:"kind"`
+	MinimumRequiredVersion string         `yaml:"minimumRequiredVersion,omitempty"`
+	Overrides              []kbldOverride `yaml:"overrides"`
+}
+
+type kbldOverride struct {
+	Image       string `yaml:"image"`
+	NewImage    string `yaml:"newImage"`
+	Preresolved bool   `yaml:"preresolved,omitempty"`
+}
+
+type imgpkgLock struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Images     []struct {
+		Image       string            `yaml:"image"`
+		Annotations map[string]string `yaml:"annotations"`
+	} `yaml:"images"`
+}
+
+// ErrUnknownFormat is returned for a document that is no lock ferry knows.
+var ErrUnknownFormat = errors.New("not a lock file: want apiVersion ferry.dev/v1alpha1 kind ImagesLock, kbld's kind Config, or imgpkg's ImagesLock")
+
+// Parse decodes a lock in ferry's, kbld's or imgpkg's format and validates it.
+func Parse(b []byte) (*File, error) {
+	var h header
+	if err := yaml.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	var f *File
+	switch {
+	case h.APIVersion == APIVersion && h.Kind == Kind:
+		f = &File{}
+		if err := strictUnmarshal(b, f); err != nil {
+			return nil, err
+		}
+	case h.APIVersion == kbldAPIVersion && h.Kind == "Config":
+		var k kbldConfig
+		if err := yaml.Unmarshal(b, &k); err != nil {
+			return nil, fmt.Errorf("kbld lock: %w", err)
+		}
+		f = New()
+		for _, o := range k.Overrides {
+			im := Image{Image: o.Image, Resolved: o.NewImage}
+			if r, err := imageref.Parse(o.NewImage); err == nil {
+				im.Digest = r.Digest
+			}
+			f.Images = append(f.Images, im)
+		}
+	case h.APIVersion == imgpkgAPIVersion && h.Kind == Kind:
+		var l imgpkgLock
+		if err := yaml.Unmarshal(b, &l); err != nil {
+			return nil, fmt.Errorf("imgpkg lock: %w", err)
+		}
+		f = New()
+		for _, e := range l.Images {
+			written := e.Annotations[kbldIDAnnotation]
+			if written == "" {
+				written = e.Image
+			}
+			im := Image{Image: written, Resolved: e.Image}
+			if r, err := imageref.Parse(e.Image); err == nil {
+				im.Digest = r.Digest
+			}
+			f.Images = append(f.Images, im)
+		}
+	default:
+		return nil, fmt.Errorf("%w (found apiVersion %q kind %q)", ErrUnknownFormat, h.APIVersion, h.Kind)
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func strictUnmarshal(b []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("invalid lock: %w", err)
+	}
+	return nil
+}
+
+// Validate checks that every entry is a valid reference with a well-formed
+// digest and locations pinned to it, and that no reference appears twice.
+func (f *File) Validate() error {
+	seen := map[string]bool{}
+	for i, im := range f.Images {
+		where := fmt.Sprintf("images[%d]", i)
+		if im.Image == "" {
+			return fmt.Errorf("%s: image is empty", where)
+		}
+		if _, err := imageref.Parse(im.Image); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		if seen[im.Image] {
+			return fmt.Errorf("%s: %q appears twice", where, im.Image)
+		}
+		seen[im.Image] = true
+		if im.Digest != "" && !digestRE.MatchString(im.Digest) {
+			return fmt.Errorf("%s: digest %q must be sha256:<64 hex characters>", where, im.Digest)
+		}
+		for _, loc := range []struct{ field, ref string }{{"resolved", im.Resolved}, {"relocated", im.Relocated}} {
+			if loc.ref == "" {
+				continue
+			}
+			r, err := imageref.Parse(loc.ref)
+			if err != nil {
+				return fmt.Errorf("%s.%s: %w", where, loc.field, err)
+			}
+			if !r.Pinned() {
+				return fmt.Errorf("%s.%s: %q is not pinned by digest", where, loc.field, loc.ref)
+			}
+			if im.Digest != "" && r.Digest != im.Digest {
+				return fmt.Errorf("%s.%s: %q does not match digest %s", where, loc.field, loc.ref, im.Digest)
+			}
+		}
+		for j, p := range im.Platforms {
+			if !digestRE.MatchString(p.Digest) {
+				return fmt.Errorf("%s.platforms[%d]: digest %q must be sha256:<64 hex characters>", where, j, p.Digest)
+			}
+		}
+	}
+	return nil
+}
+
+// Encode writes the lock in the given format.
+func (f *File) Encode(w io.Writer, format Format) error {
+	var v any
+	switch format {
+	case FormatFerry, "":
+		c := *f
+		c.APIVersion, c.Kind = APIVersion, Kind
+		v = c
+	case FormatKbld:
+		k := kbldConfig{APIVersion: kbldAPIVersion, Kind: "Config", MinimumRequiredVersion: "0.31.0"}
+		for _, im := range f.Images {
+			k.Overrides = append(k.Overrides, kbldOverride{Image: im.Image, NewImage: im.Location(), Preresolved: true})
+		}
+		v = k
+	default:
+		return fmt.Errorf("unknown lock format %q: use ferry or kbld", format)
+	}
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encoding lock: %w", err)
+	}
+	return enc.Close()
+}
+
+// Write writes the lock atomically: a temp file beside path, renamed when complete.
+func (f *File) Write(path string, format Format) error {
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return f.Encode(w, format) })
+}
