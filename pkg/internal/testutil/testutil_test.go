@@ -1,0 +1,270 @@
+package testutil
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+func TestStandardSet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts docker-registry and runs skopeo")
+	}
+	reg := StartRegistry(t)
+	s := StandardSet(t, reg, 0)
+
+	for _, top := range s.All() {
+		t.Run(strings.TrimPrefix(top.Ref, reg.Host+"/"), func(t *testing.T) {
+			checkServed(t, reg, top)
+		})
+	}
+
+	t.Run("odd formatting survives", func(t *testing.T) {
+		for _, f := range []Fixture{s.OCIIndex, s.OCIIndex.Children[2], s.ManifestList, s.Nested, s.ConfigOnly} {
+			if !bytes.HasPrefix(f.Manifest, []byte("{\n   \"")) || !bytes.HasSuffix(f.Manifest, []byte("}\n")) {
+				t.Errorf("%s is not oddly formatted:\n%s", f.Ref, f.Manifest)
+			}
+			// A decode and re-encode, as a careless copier would do, must
+			// change the bytes, or these fixtures could not catch one.
+			var v any
+			if err := json.Unmarshal(f.Manifest, &v); err != nil {
+				t.Fatalf("%s: %v", f.Ref, err)
+			}
+			again, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(again, f.Manifest) {
+				t.Errorf("%s: re-encoding kept the bytes", f.Ref)
+			}
+		}
+	})
+
+	t.Run("shapes", func(t *testing.T) {
+		if got := len(s.OCIIndex.Children); got != 3 {
+			t.Errorf("OCI index children = %d, want 3", got)
+		}
+		if got, want := s.OCIIndex.Children[2].Platform, (v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}); !cmp.Equal(got, want) {
+			t.Errorf("third platform = %v, want %v", got, want)
+		}
+		if got := len(s.ManifestList.Children); got != 2 {
+			t.Errorf("manifest list children = %d, want 2", got)
+		}
+		if got := s.Nested.Children[0].MediaType; got != "application/vnd.oci.image.index.v1+json" {
+			t.Errorf("nested child media type = %s", got)
+		}
+		if got := len(s.Nested.Manifests()); got != 4 {
+			t.Errorf("nested manifests = %d, want 4", got)
+		}
+		if got := len(s.ConfigOnly.Blobs); got != 1 {
+			t.Errorf("config-only blobs = %d, want just the config", got)
+		}
+		// Blobs are config then layers; the first two layers are the base.
+		base := s.Shared[0].Blobs[1:3]
+		for _, f := range s.Shared[1:] {
+			if diff := cmp.Diff(base, f.Blobs[1:3]); diff != "" {
+				t.Errorf("%s base layers differ (-team/api +this):\n%s", f.Ref, diff)
+			}
+		}
+	})
+}
+
+// checkServed compares what skopeo reads for f and its children with what
+// was pushed, and checks every blob is in the registry.
+func checkServed(t *testing.T, reg *Registry, f Fixture) {
+	t.Helper()
+	if got := SkopeoDigest(t, f.Ref, true); got != f.Digest {
+		t.Errorf("skopeo digest of %s = %s, want %s", f.Ref, got, f.Digest)
+	}
+	if got := SkopeoRaw(t, f.Ref); !bytes.Equal(got, f.Manifest) {
+		t.Errorf("served manifest of %s differs:\ngot:\n%s\nwant:\n%s", f.Ref, got, f.Manifest)
+	}
+	repo := strings.TrimPrefix(f.Ref, reg.Host+"/")
+	repo = repo[:strings.IndexAny(repo, ":@")]
+	for _, b := range f.Blobs {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodHead, "http://"+reg.Host+"/v2/"+repo+"/blobs/"+b, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("HEAD blob %s in %s: %s", b, repo, resp.Status)
+		}
+	}
+	for _, c := range f.Children {
+		checkServed(t, reg, c)
+	}
+}
+
+func TestLayersAreDeterministic(t *testing.T) {
+	tests := []struct {
+		name string
+		a, b v1.Layer
+		same bool
+	}{
+		{"random same seed", RandomLayer(7, 1<<20), RandomLayer(7, 1<<20), true},
+		{"random other seed", RandomLayer(7, 1<<20), RandomLayer(8, 1<<20), false},
+		{"random other size", RandomLayer(7, 1<<20), RandomLayer(7, 1<<20+1), false},
+		{"tar same", TarLayer("a", []byte("x")), TarLayer("a", []byte("x")), true},
+		{"tar other content", TarLayer("a", []byte("x")), TarLayer("a", []byte("y")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			da, err := tt.a.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, err := tt.b.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := da == db; got != tt.same {
+				t.Errorf("digests %s and %s: equal = %v, want %v", da, db, got, tt.same)
+			}
+			// The cached digest must match a fresh pass over the stream.
+			rc, err := tt.a.Compressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			again, n, err := v1.SHA256(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size, _ := tt.a.Size()
+			if again != da || n != size {
+				t.Errorf("stream hashes to %s (%d bytes), layer says %s (%d bytes)", again, n, da, size)
+			}
+		})
+	}
+}
+
+// TestRegistryTLSAndAuth checks the TLS and htpasswd parts of the config:
+// the registry serves HTTPS with the given certificate and wants the user.
+func TestRegistryTLSAndAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts docker-registry")
+	}
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir)
+	htpasswd := filepath.Join(dir, "htpasswd")
+	// bcrypt (cost 4) of "ferry-pass"; distribution reads only bcrypt.
+	const line = "ferry:$2b$04$3/OwKHdGVC.H2Sady4P6n.rFozSQWb4JrtqL6GsCBScmMFAS7000C\n"
+	if err := os.WriteFile(htpasswd, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := StartRegistryWith(t, RegistryOptions{
+		Htpasswd: htpasswd, Username: "ferry", Password: "ferry-pass",
+		TLSCert: cert, TLSKey: key,
+	})
+	if reg.Scheme != "https" {
+		t.Fatalf("scheme = %s, want https", reg.Scheme)
+	}
+
+	client := &http.Client{Transport: reg.Transport}
+	for _, tt := range []struct {
+		name       string
+		user, pass string
+		want       int
+	}{
+		{"anonymous", "", "", http.StatusUnauthorized},
+		{"wrong password", "ferry", "nope", http.StatusUnauthorized},
+		{"user", "ferry", "ferry-pass", http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "https://"+reg.Host+"/v2/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.user != "" {
+				req.SetBasicAuth(tt.user, tt.pass)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET /v2/ = %s, want %d", resp.Status, tt.want)
+			}
+		})
+	}
+
+	f := PushImage(t, reg, "secure/app", "v1", ImageSpec{Layers: []v1.Layer{TarLayer("a", []byte("a"))}})
+	if f.Digest == "" {
+		t.Error("no digest from an authenticated TLS push")
+	}
+}
+
+// TestRegistryStops checks the cleanup leaves no process behind.
+func TestRegistryStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts docker-registry")
+	}
+	var pid int
+	t.Run("start", func(t *testing.T) {
+		reg := StartRegistry(t)
+		pid = reg.proc.cmd.Process.Pid
+	})
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("docker-registry pid %d still exists after cleanup (kill 0: %v)", pid, err)
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
