@@ -1,0 +1,160 @@
+package resolve
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+func startRegistry(t *testing.T) (host string, c *access.Client) {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	c, err := access.New(access.Options{InsecureHosts: []string{u.Host}, Jobs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host, c
+}
+
+func mustParse(t *testing.T, s string) imageref.Ref {
+	t.Helper()
+	r, err := imageref.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestResolve(t *testing.T) {
+	host, c := startRegistry(t)
+	ctx := context.Background()
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgRef, _ := name.ParseReference(host+"/team/app:v1", name.Insecure)
+	if err := remote.Write(imgRef, img); err != nil {
+		t.Fatal(err)
+	}
+	imgDigest, _ := img.Digest()
+	// "old" has moved on to another image since it was pinned.
+	other, _ := random.Image(128, 1)
+	oldRef, _ := name.ParseReference(host+"/team/app:old", name.Insecure)
+	if err := remote.Write(oldRef, other); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := random.Index(256, 1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = mutate.IndexMediaType(idx, types.DockerManifestList)
+	idxRef, _ := name.ParseReference(host+"/team/multi:v2", name.Insecure)
+	if err := remote.WriteIndex(idxRef, idx); err != nil {
+		t.Fatal(err)
+	}
+	idxDigest, _ := idx.Digest()
+
+	inputs := []Input{
+		{Ref: mustParse(t, host+"/team/app:v1"), Sources: []lock.Source{{File: "a.yaml", Line: 3}}},
+		{Ref: mustParse(t, host+"/team/app:v1"), Sources: []lock.Source{{File: "b.yaml", Line: 9}}},
+		{Ref: mustParse(t, host+"/team/app@"+imgDigest.String())},
+		{Ref: mustParse(t, host+"/team/app:old@"+imgDigest.String())},
+		{Ref: mustParse(t, host+"/team/multi:v2")},
+	}
+	var warnings []string
+	f, err := Resolve(ctx, c, inputs, Options{Warn: func(s string) { warnings = append(warnings, s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(f.Images), 4; got != want {
+		t.Fatalf("got %d lock entries, want %d (identical spellings merged)", got, want)
+	}
+	byName := map[string]lock.Image{}
+	for _, im := range f.Images {
+		byName[im.Image] = im
+	}
+	app := byName[host+"/team/app:v1"]
+	if app.Digest != imgDigest.String() {
+		t.Errorf("app digest = %s, want %s", app.Digest, imgDigest)
+	}
+	if want := host + "/team/app@" + imgDigest.String(); app.Resolved != want {
+		t.Errorf("app resolved = %s, want %s", app.Resolved, want)
+	}
+	if len(app.Sources) != 2 {
+		t.Errorf("app sources = %v, want both files", app.Sources)
+	}
+	multi := byName[host+"/team/multi:v2"]
+	if multi.Digest != idxDigest.String() || multi.MediaType != string(types.DockerManifestList) {
+		t.Errorf("multi = %s %s, want %s %s", multi.Digest, multi.MediaType, idxDigest, types.DockerManifestList)
+	}
+	if len(multi.Platforms) != 3 {
+		t.Errorf("multi has %d platforms recorded, want 3", len(multi.Platforms))
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "tag old") {
+		t.Errorf("warnings = %q, want one about tag old", warnings)
+	}
+	if err := f.Validate(); err != nil {
+		t.Errorf("written lock does not validate: %v", err)
+	}
+}
+
+func TestResolveErrors(t *testing.T) {
+	host, c := startRegistry(t)
+	ctx := context.Background()
+	missing := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}
+	tests := []struct {
+		name string
+		ref  string
+		want []string
+	}{
+		{"missing tag", host + "/nope/app:v9", []string{`resolving "` + host + `/nope/app:v9" (r.yaml:4)`, `has no tag "v9"`}},
+		{"missing digest", host + "/nope/app@" + missing.String(), []string{"has no manifest", "check the digest"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Resolve(ctx, c, []Input{{Ref: mustParse(t, tt.ref), Sources: []lock.Source{{File: "r.yaml", Line: 4}}}}, Options{})
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveRefusesPlainHTTPUnlessNamed(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	c, err := access.New(access.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Resolve(context.Background(), c, []Input{{Ref: mustParse(t, u.Host+"/x/y:1")}}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "--insecure-registry "+u.Host) {
+		t.Fatalf("err = %v, want a refusal naming --insecure-registry %s", err, u.Host)
+	}
+	var te interface{ Timeout() bool }
+	_ = errors.As(err, &te)
+}
