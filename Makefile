@@ -1,0 +1,62 @@
+# ferry: move container images across an air gap without changing a digest.
+GO        ?= go
+BIN       ?= bin/ferry
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/ferry-dev/ferry/pkg/cli.Version=$(VERSION)
+STATICCHECK_VERSION ?= 2025.1.1
+GORELEASER_VERSION  ?= v2.12.7
+FUZZTIME  ?= 10s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/ferry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
+
+.PHONY: test
+test: ## unit and end-to-end tests with the race detector (needs docker-registry and skopeo)
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+.PHONY: test-unit
+test-unit: ## unit tests only (-short skips the end-to-end tests)
+	$(GO) test -race -short -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## a short run of every fuzz target (FUZZTIME=10s each)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: lint
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: run 'gofmt -w .'" && exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+.PHONY: docs
+docs: ## regenerate docs/cli from the commands
+	$(GO) run ./cmd/ferry-docs docs/cli
+
+.PHONY: demo
+demo: ## the whole job end to end on local registries it starts itself (no network)
+	$(GO) run ./cmd/ferry-demo
+
+.PHONY: bench
+bench: ## side-by-side benchmark against crane and skopeo (writes docs/performance.md)
+	$(GO) run ./bench $(BENCHFLAGS)
+
+.PHONY: snapshot
+snapshot: ## a local release build with goreleaser
+	$(GO) run github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION) release --snapshot --clean
+
+.PHONY: clean
+clean: ## remove build outputs
+	rm -rf bin dist
