@@ -51,7 +51,7 @@ func TestPlan(t *testing.T) {
 			layout:     LayoutPath,
 			want: map[string]string{
 				"gcr.io/tekton-releases/pipeline/controller:v0.50": "registry.internal/mirror/tekton-releases/pipeline/controller:v0.50",
-				"nginx": "registry.internal/mirror/library/nginx:latest",
+				"nginx":                                  "registry.internal/mirror/library/nginx:latest",
 				"quay.io/prometheus/node-exporter@" + dA: "registry.internal/mirror/prometheus/node-exporter",
 			},
 		},
