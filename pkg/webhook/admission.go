@@ -1,0 +1,327 @@
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MaxBodyBytes bounds an AdmissionReview; the API server itself caps
+// objects at about 3 MiB.
+const MaxBodyBytes = 3 << 20
+
+// Policy is what /validate refuses.
+type Policy struct {
+	// DenyLatest refuses images tagged "latest" or untagged, unless pinned by digest.
+	DenyLatest bool
+	// RequireLocked refuses images in no lock and matching no prefix rule.
+	RequireLocked bool
+}
+
+// podSpecPaths is where each kind keeps its pod spec.
+var podSpecPaths = map[metav1.GroupKind][]string{
+	{Group: "", Kind: "Pod"}:                   {"spec"},
+	{Group: "", Kind: "ReplicationController"}: {"spec", "template", "spec"},
+	{Group: "apps", Kind: "Deployment"}:        {"spec", "template", "spec"},
+	{Group: "apps", Kind: "StatefulSet"}:       {"spec", "template", "spec"},
+	{Group: "apps", Kind: "DaemonSet"}:         {"spec", "template", "spec"},
+	{Group: "apps", Kind: "ReplicaSet"}:        {"spec", "template", "spec"},
+	{Group: "batch", Kind: "Job"}:              {"spec", "template", "spec"},
+	{Group: "batch", Kind: "CronJob"}:          {"spec", "jobTemplate", "spec", "template", "spec"},
+}
+
+// containerFields are the pod spec lists holding images, in the order reported.
+var containerFields = []struct{ field, noun string }{
+	{"initContainers", "initContainer"},
+	{"containers", "container"},
+	{"ephemeralContainers", "ephemeralContainer"},
+}
+
+// containerImage is one image field of a pod spec.
+type containerImage struct {
+	// Pointer is the JSON pointer to the image field.
+	Pointer string
+	// Noun and Name say which container, as messages name it.
+	Noun, Name string
+	Image      string
+}
+
+func (c containerImage) String() string { return fmt.Sprintf("%s %q", c.Noun, c.Name) }
+
+// podImages lists the images of the pod spec of obj; nil when the kind has no
+// pod spec or the object has none.
+func podImages(gk metav1.GroupKind, obj []byte) ([]containerImage, error) {
+	path, ok := podSpecPaths[gk]
+	if !ok || len(obj) == 0 {
+		return nil, nil
+	}
+	raw := json.RawMessage(obj)
+	for _, key := range path {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", gk.Kind, err)
+		}
+		if raw, ok = m[key]; !ok {
+			return nil, nil
+		}
+	}
+	// Unknown fields are ignored; only the three container lists are decoded.
+	var lists map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &lists); err != nil {
+		return nil, fmt.Errorf("reading %s pod spec: %w", gk.Kind, err)
+	}
+	var out []containerImage
+	for _, f := range containerFields {
+		b, ok := lists[f.field]
+		if !ok {
+			continue
+		}
+		var cs []struct {
+			Name  string  `json:"name"`
+			Image *string `json:"image"`
+		}
+		if err := json.Unmarshal(b, &cs); err != nil {
+			return nil, fmt.Errorf("reading %s %s: %w", gk.Kind, f.field, err)
+		}
+		for i, c := range cs {
+			if c.Image == nil {
+				continue
+			}
+			out = append(out, containerImage{
+				Pointer: "/" + strings.Join(path, "/") + fmt.Sprintf("/%s/%d/image", f.field, i),
+				Noun:    f.noun, Name: c.Name, Image: *c.Image,
+			})
+		}
+	}
+	return out, nil
+}
+
+// patchOp is one RFC 6902 operation.
+type patchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value string `json:"value"`
+}
+
+// change is one rewritten image, for logs.
+type change struct {
+	Container string `json:"container"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	How       How    `json:"how"`
+	Detail    string `json:"detail"`
+}
+
+// Handler answers /mutate, /validate and /healthz. The mapping may be
+// swapped at any time while requests are served.
+type Handler struct {
+	mapping atomic.Pointer[Mapping]
+	policy  Policy
+	log     *slog.Logger
+	mux     *http.ServeMux
+}
+
+// NewHandler serves m under policy p, logging each decision to log.
+func NewHandler(m *Mapping, p Policy, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{policy: p, log: log, mux: http.NewServeMux()}
+	h.mapping.Store(m)
+	h.mux.HandleFunc("/mutate", h.review(h.mutate))
+	h.mux.HandleFunc("/validate", h.review(h.validate))
+	h.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	return h
+}
+
+// SetMapping makes m apply to every request from now on.
+func (h *Handler) SetMapping(m *Mapping) { h.mapping.Store(m) }
+
+// Mapping is the mapping in force.
+func (h *Handler) Mapping() *Mapping { return h.mapping.Load() }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// errBadReview is a body that is no AdmissionReview: 400.
+var errBadReview = errors.New("not an AdmissionReview")
+
+// review decodes an AdmissionReview, lets decide fill the response, and
+// answers with the request's uid, apiVersion and kind.
+func (h *Handler) review(decide func(*admissionv1.AdmissionRequest, *slog.Logger) *admissionv1.AdmissionResponse) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
+			return
+		}
+		review, err := decodeReview(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if err != nil {
+			status := http.StatusBadRequest
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				status = http.StatusRequestEntityTooLarge
+			}
+			h.log.Warn("refusing request", "path", r.URL.Path, "remote", r.RemoteAddr, "status", status, "err", err)
+			http.Error(w, err.Error(), status)
+			return
+		}
+		req := review.Request
+		name := req.Name
+		if name == "" {
+			name = generateName(req.Object.Raw)
+		}
+		log := h.log.With("path", r.URL.Path, "uid", string(req.UID), "kind", req.Kind.Kind,
+			"namespace", req.Namespace, "name", name, "operation", string(req.Operation))
+		resp := decide(req, log)
+		resp.UID = req.UID
+		out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
+		b, err := json.Marshal(out)
+		if err != nil {
+			http.Error(w, "encoding response", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	}
+}
+
+func decodeReview(r io.Reader) (*admissionv1.AdmissionReview, error) {
+	var review admissionv1.AdmissionReview
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&review); err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadReview, err)
+	}
+	switch {
+	case review.Kind != "AdmissionReview":
+		return nil, fmt.Errorf("%w: kind is %q", errBadReview, review.Kind)
+	case review.APIVersion != "admission.k8s.io/v1" && review.APIVersion != "admission.k8s.io/v1beta1":
+		return nil, fmt.Errorf("%w: apiVersion %q is not admission.k8s.io/v1", errBadReview, review.APIVersion)
+	case review.Request == nil:
+		return nil, fmt.Errorf("%w: no request", errBadReview)
+	case review.Request.UID == "":
+		return nil, fmt.Errorf("%w: request has no uid", errBadReview)
+	}
+	return &review, nil
+}
+
+// generateName names an object created with metadata.generateName in logs.
+func generateName(obj []byte) string {
+	var o struct {
+		Metadata struct {
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(obj, &o) != nil || o.Metadata.GenerateName == "" {
+		return ""
+	}
+	return o.Metadata.GenerateName + "*"
+}
+
+func requestGroupKind(req *admissionv1.AdmissionRequest) metav1.GroupKind {
+	return metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+}
+
+// mutate always allows, with a JSON Patch when an image changes.
+func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *admissionv1.AdmissionResponse {
+	resp := &admissionv1.AdmissionResponse{Allowed: true}
+	images, err := podImages(requestGroupKind(req), req.Object.Raw)
+	if err != nil {
+		// Allowed all the same: the API server will judge the object itself.
+		log.Warn("mutate: cannot read object, leaving it unchanged", "err", err)
+		resp.Warnings = []string{"ferry: " + err.Error()}
+		return resp
+	}
+	m := h.Mapping()
+	var ops []patchOp
+	var changes []change
+	for _, c := range images {
+		res := m.Map(c.Image)
+		if !res.Changed(c.Image) {
+			continue
+		}
+		ops = append(ops, patchOp{Op: "replace", Path: c.Pointer, Value: res.Image})
+		changes = append(changes, change{Container: c.String(), From: c.Image, To: res.Image, How: res.How, Detail: res.Detail})
+	}
+	if len(ops) == 0 {
+		log.Info("mutate: no change", "images", len(images))
+		return resp
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		log.Error("mutate: encoding patch", "err", err)
+		return resp
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.Patch, resp.PatchType = patch, &pt
+	for _, c := range changes {
+		log.Info("mutate: rewriting image", "container", c.Container, "from", c.From, "to", c.To, "by", string(c.How), "match", c.Detail)
+	}
+	return resp
+}
+
+// validate refuses the object when a container breaks the policy, naming
+// every such container and why.
+func (h *Handler) validate(req *admissionv1.AdmissionRequest, log *slog.Logger) *admissionv1.AdmissionResponse {
+	images, err := podImages(requestGroupKind(req), req.Object.Raw)
+	if err != nil {
+		log.Warn("validate: cannot read object, allowing it", "err", err)
+		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"ferry: " + err.Error()}}
+	}
+	m := h.Mapping()
+	var reasons []string
+	for _, c := range images {
+		if why := h.policy.refuse(m, c.Image); why != "" {
+			reasons = append(reasons, fmt.Sprintf("%s image %q %s", c, c.Image, why))
+		}
+	}
+	if len(reasons) == 0 {
+		log.Info("validate: allowed", "images", len(images))
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	msg := "ferry: " + strings.Join(reasons, "; ")
+	log.Info("validate: denied", "reason", msg)
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg,
+	}}
+}
+
+// refuse says why image breaks the policy, or "" when it does not. The image
+// is judged as it will be pulled: without the DirectPrefix.
+func (p Policy) refuse(m *Mapping, image string) string {
+	if !p.DenyLatest && !p.RequireLocked {
+		return ""
+	}
+	effective := strings.TrimPrefix(image, DirectPrefix)
+	r, err := imageref.Parse(effective)
+	if err != nil {
+		var inv *imageref.InvalidError
+		if errors.As(err, &inv) {
+			return "is not a valid image reference: " + inv.Reason
+		}
+		return "is not a valid image reference"
+	}
+	if p.DenyLatest && !r.Pinned() {
+		switch r.Tag {
+		case "":
+			return `has no tag, which means "latest": pin a version tag or a digest`
+		case "latest":
+			return `is tagged "latest", which changes over time: pin a version tag or a digest`
+		}
+	}
+	if p.RequireLocked && !m.Known(effective) {
+		return "is in no lock and matches no mapping rule: add it to the lock (ferry resolve/relocate) or a --map rule"
+	}
+	return ""
+}
