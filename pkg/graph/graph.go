@@ -60,12 +60,40 @@ var ErrTooLarge = errors.New("manifest too large")
 // Walk fetches root and, recursively, every manifest it refers to.
 // Blobs are not fetched; their descriptors are collected.
 func Walk(ctx context.Context, f Fetcher, root v1.Descriptor, o Options) (*Node, error) {
-	return walk(ctx, f, root, o, map[v1.Hash]bool{})
+	w := &walker{f: f, o: o, path: map[v1.Hash]bool{}, seen: map[v1.Hash]*Node{}}
+	return w.walk(ctx, root, 0)
 }
 
-func walk(ctx context.Context, f Fetcher, d v1.Descriptor, o Options, path map[v1.Hash]bool) (*Node, error) {
+// MaxDepth bounds how deeply indexes may nest; real images use one or two levels.
+const MaxDepth = 16
+
+type walker struct {
+	f    Fetcher
+	o    Options
+	path map[v1.Hash]bool
+	// seen fetches each manifest once, however often an index repeats it,
+	// so a hostile index cannot make the walk exponential.
+	seen map[v1.Hash]*Node
+}
+
+func (w *walker) walk(ctx context.Context, d v1.Descriptor, depth int) (*Node, error) {
+	f, o, path := w.f, w.o, w.path
 	if path[d.Digest] {
 		return nil, fmt.Errorf("index %s refers to itself through its children: a cycle", d.Digest)
+	}
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("manifest %s: indexes nest more than %d deep", d.Digest, MaxDepth)
+	}
+	if n, ok := w.seen[d.Digest]; ok {
+		c := *n
+		c.Desc = d
+		if c.Desc.MediaType == "" {
+			c.Desc.MediaType = n.Desc.MediaType
+		}
+		return &c, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if d.Size > MaxManifestSize {
 		return nil, fmt.Errorf("manifest %s: %w: %d bytes, limit %d", d.Digest, ErrTooLarge, d.Size, MaxManifestSize)
@@ -97,7 +125,7 @@ func walk(ctx context.Context, f Fetcher, d v1.Descriptor, o Options, path map[v
 					return nil, fmt.Errorf("index %s: child %s is a Docker schema 1 manifest, which ferry does not copy", d.Digest, c.Digest)
 				}
 			}
-			child, err := walk(ctx, f, c, o, path)
+			child, err := w.walk(ctx, c, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -121,6 +149,7 @@ func walk(ctx context.Context, f Fetcher, d v1.Descriptor, o Options, path map[v
 	default:
 		return nil, fmt.Errorf("manifest %s has unsupported media type %q", d.Digest, d.MediaType)
 	}
+	w.seen[d.Digest] = n
 	return n, nil
 }
 
