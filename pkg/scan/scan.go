@@ -1,0 +1,346 @@
+// Package scan finds image references in Kubernetes manifests (and any other
+// YAML or JSON): every image field, plus values that built-in and user search
+// rules recognise in container args, env values and ConfigMap data. Each hit
+// carries its file, line, document and YAML path, and where its bytes are, so
+// that pkg/rewrite can replace exactly those bytes and nothing else.
+package scan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// Stdin is the input name that reads standard input, and StdinName is how
+// hits and errors name it.
+const (
+	Stdin     = "-"
+	StdinName = "<stdin>"
+)
+
+// SourceField is the Source of a reference found under an `image` key.
+const SourceField = "field"
+
+// Ref is one image reference found in a manifest.
+type Ref struct {
+	// Image is the reference exactly as written.
+	Image string `json:"image" yaml:"image"`
+	// File is the input file, as given or found under a given directory.
+	File string `json:"file" yaml:"file"`
+	// Line and Column (1-based, in characters) are where the reference
+	// itself starts, e.g. inside an `--flag=REF` argument.
+	Line   int `json:"line" yaml:"line"`
+	Column int `json:"column" yaml:"column"`
+	// Doc is the 0-based index of the YAML document in its file.
+	Doc int `json:"doc" yaml:"doc"`
+	// Kind and Name identify the resource holding the reference, when it has them.
+	Kind string `json:"kind,omitempty" yaml:"kind,omitempty"`
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Path is the YAML path of the scalar holding the reference, e.g.
+	// spec.template.spec.containers[name=manager].args[3].
+	Path string `json:"path" yaml:"path"`
+	// Source is "field" for an image key, else the name of the rule that found it.
+	Source string `json:"source" yaml:"source"`
+	// Err is set when the value of an image field is not a valid reference:
+	// scan lists it, resolve and pkg refuse it (see Validate).
+	Err *imageref.InvalidError `json:"-" yaml:"-"`
+	// Span locates the reference in the file's bytes for pkg/rewrite.
+	Span Span `json:"-" yaml:"-"`
+}
+
+// Span says where a reference sits, so that it can be replaced in place.
+type Span struct {
+	// Offset is the byte offset of the reference in the file, or -1 when its
+	// text cannot be found verbatim (a double-quoted scalar with escapes).
+	Offset int
+	// Scalar is the ordinal of the scalar node holding the reference among
+	// all scalar nodes of the file, in document order.
+	Scalar int
+	// ValueOffset is the byte offset of the reference in the scalar's value.
+	ValueOffset int
+	// Value is the scalar's value, as parsed.
+	Value string
+}
+
+// Location is "file:line", as errors and tables show it.
+func (r Ref) Location() string { return fmt.Sprintf("%s:%d", r.File, r.Line) }
+
+// Options tune a scan.
+type Options struct {
+	// Stdin is read for the input "-"; os.Stdin when nil.
+	Stdin io.Reader
+	// Config holds user search rules; nil means the built-in rules only.
+	Config *Config
+}
+
+// Input is one file to scan, read into memory.
+type Input struct {
+	// Name is the path as given or found, or StdinName.
+	Name string
+	// Path is the file on disk, "" for stdin.
+	Path string
+	Data []byte
+}
+
+// Scan reads inputs (files, directories searched recursively for .yaml,
+// .yml and .json files, and "-" for stdin) and returns every reference found,
+// in input order, then document order.
+func Scan(ctx context.Context, inputs []string, o Options) ([]Ref, error) {
+	files, err := Read(ctx, inputs, o.Stdin)
+	if err != nil {
+		return nil, err
+	}
+	var refs []Ref
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		found, err := Bytes(f.Name, f.Data, o)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, found...)
+	}
+	return refs, nil
+}
+
+// Extensions are the file name endings read when walking a directory.
+var Extensions = []string{".yaml", ".yml", ".json"}
+
+// Read expands inputs into files and reads them. A directory yields its
+// .yaml, .yml and .json files, recursively, in lexical order; a file named
+// explicitly is read whatever its name.
+func Read(ctx context.Context, inputs []string, stdin io.Reader) ([]Input, error) {
+	if len(inputs) == 0 {
+		return nil, errors.New("no input: pass manifests as files, directories or - for stdin")
+	}
+	var out []Input
+	usedStdin := false
+	for _, in := range inputs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if in == Stdin {
+			if usedStdin {
+				return nil, errors.New("- (stdin) given more than once")
+			}
+			usedStdin = true
+			if stdin == nil {
+				stdin = os.Stdin
+			}
+			b, err := io.ReadAll(stdin)
+			if err != nil {
+				return nil, fmt.Errorf("reading stdin: %w", err)
+			}
+			out = append(out, Input{Name: StdinName, Data: b})
+			continue
+		}
+		st, err := os.Stat(in)
+		if err != nil {
+			return nil, readErr(in, err)
+		}
+		if !st.IsDir() {
+			b, err := os.ReadFile(in)
+			if err != nil {
+				return nil, readErr(in, err)
+			}
+			out = append(out, Input{Name: in, Path: in, Data: b})
+			continue
+		}
+		var paths []string
+		err = filepath.WalkDir(in, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !hasExt(p) {
+				return nil
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				// A link to a file is read; a link to a directory is not followed.
+				if st, err := os.Stat(p); err != nil || st.IsDir() {
+					return nil
+				}
+			}
+			paths = append(paths, p)
+			return nil
+		})
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				return nil, readErr(pe.Path, err)
+			}
+			return nil, fmt.Errorf("reading %s: %w", in, err)
+		}
+		if len(paths) == 0 {
+			return nil, fmt.Errorf("reading %s: no .yaml, .yml or .json files in this directory", in)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, readErr(p, err)
+			}
+			out = append(out, Input{Name: p, Path: p, Data: b})
+		}
+	}
+	return out, nil
+}
+
+func hasExt(p string) bool {
+	ext := strings.ToLower(filepath.Ext(p))
+	for _, e := range Extensions {
+		if ext == e {
+			return true
+		}
+	}
+	return false
+}
+
+// readErr turns "open x: no such file or directory" into
+// "reading x: no such file or directory".
+func readErr(name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("reading %s: %w", name, pe.Err)
+	}
+	return fmt.Errorf("reading %s: %w", name, err)
+}
+
+// SyntaxError is YAML or JSON the parser refused.
+type SyntaxError struct {
+	File string
+	// Line is 1-based, 0 when the parser did not say.
+	Line int
+	Msg  string
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func syntaxErr(file string, err error) error {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		var line int
+		fmt.Sscanf(m[1], "%d", &line)
+		return &SyntaxError{File: file, Line: line, Msg: m[2]}
+	}
+	return &SyntaxError{File: file, Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// Bytes scans one file's content; name is used in hits and errors.
+func Bytes(name string, data []byte, o Options) ([]Ref, error) {
+	rules, err := o.Config.compile()
+	if err != nil {
+		return nil, err
+	}
+	w := &walker{file: name, data: data, lines: lineStarts(data), rules: rules, seen: map[[2]int]bool{}}
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		w.bom = 3
+	}
+	err = Nodes(data, func(doc int, n *yaml.Node) {
+		w.doc = doc
+		w.document(n)
+	})
+	if err != nil {
+		return nil, syntaxErr(name, err)
+	}
+	return w.refs, nil
+}
+
+// Nodes decodes every document of a YAML stream (or a JSON document) and
+// calls fn with its index and node. Aliases are kept as alias nodes, never
+// expanded, so an alias bomb costs no more than its own bytes.
+func Nodes(data []byte, fn func(doc int, n *yaml.Node)) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for i := 0; ; i++ {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(i, &n)
+	}
+}
+
+// Validate returns an error for the first reference that is not valid, as
+// "FILE:LINE: "REF" is not a valid image reference: WHY"; errors.As finds
+// the *imageref.InvalidError in it.
+func Validate(refs []Ref) error {
+	for _, r := range refs {
+		if r.Err != nil {
+			return &RefError{Ref: r, Err: r.Err}
+		}
+	}
+	return nil
+}
+
+// RefError is an error about one reference, prefixed with its location.
+type RefError struct {
+	Ref Ref
+	Err error
+}
+
+func (e *RefError) Error() string { return e.Ref.Location() + ": " + e.Err.Error() }
+func (e *RefError) Unwrap() error { return e.Err }
+
+// lineStarts returns the byte offset of the start of each line.
+func lineStarts(data []byte) []int {
+	starts := make([]int, 1, bytes.Count(data, []byte{'\n'})+1)
+	for i, c := range data {
+		if c == '\n' {
+			starts = append(starts, i+1)
+		}
+	}
+	return starts
+}
+
+// offsetOf converts the parser's 1-based line and character column to a
+// byte offset, -1 when outside the data.
+func (w *walker) offsetOf(line, col int) int {
+	if line < 1 || line > len(w.lines) {
+		return -1
+	}
+	off := w.lines[line-1]
+	if line == 1 {
+		off += w.bom
+	}
+	for i := 1; i < col; i++ {
+		if off >= len(w.data) {
+			return -1
+		}
+		_, size := utf8.DecodeRune(w.data[off:])
+		off += size
+	}
+	return off
+}
+
+// position converts a byte offset back to a 1-based line and character column.
+func (w *walker) position(off int) (line, col int) {
+	i := sort.Search(len(w.lines), func(i int) bool { return w.lines[i] > off }) - 1
+	start := w.lines[i]
+	if i == 0 {
+		start += w.bom
+	}
+	return i + 1, utf8.RuneCount(w.data[start:off]) + 1
+}
