@@ -229,14 +229,27 @@ func generateName(obj []byte) string {
 	return o.Metadata.GenerateName + "*"
 }
 
-func requestGroupKind(req *admissionv1.AdmissionRequest) metav1.GroupKind {
-	return metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+// requestImages lists the images a request is judged on. An update through
+// the ephemeralcontainers subresource may change nothing but ephemeral
+// containers, so only those are considered there.
+func requestImages(req *admissionv1.AdmissionRequest) ([]containerImage, error) {
+	images, err := podImages(metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}, req.Object.Raw)
+	if err != nil || req.SubResource != "ephemeralcontainers" {
+		return images, err
+	}
+	var eph []containerImage
+	for _, c := range images {
+		if c.Noun == "ephemeralContainer" {
+			eph = append(eph, c)
+		}
+	}
+	return eph, nil
 }
 
 // mutate always allows, with a JSON Patch when an image changes.
 func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{Allowed: true}
-	images, err := podImages(requestGroupKind(req), req.Object.Raw)
+	images, err := requestImages(req)
 	if err != nil {
 		// Allowed all the same: the API server will judge the object itself.
 		log.Warn("mutate: cannot read object, leaving it unchanged", "err", err)
@@ -274,7 +287,7 @@ func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *a
 // validate refuses the object when a container breaks the policy, naming
 // every such container and why.
 func (h *Handler) validate(req *admissionv1.AdmissionRequest, log *slog.Logger) *admissionv1.AdmissionResponse {
-	images, err := podImages(requestGroupKind(req), req.Object.Raw)
+	images, err := requestImages(req)
 	if err != nil {
 		log.Warn("validate: cannot read object, allowing it", "err", err)
 		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{"ferry: " + err.Error()}}
