@@ -103,7 +103,9 @@ func objects(o ManifestOptions) ([]any, error) {
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels}
 	}
-	tm := func(apiVersion, kind string) metav1.TypeMeta { return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind} }
+	tm := func(apiVersion, kind string) metav1.TypeMeta {
+		return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+	}
 
 	rules := o.Rules
 	if rules == nil {
@@ -169,10 +171,10 @@ func objects(o ManifestOptions) ([]any, error) {
 						}},
 					}},
 					Containers: []corev1.Container{{
-						Name:  "webhook",
-						Image: o.Image,
-						Args:  args,
-						Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: listenPort, Protocol: corev1.ProtocolTCP}},
+						Name:           "webhook",
+						Image:          o.Image,
+						Args:           args,
+						Ports:          []corev1.ContainerPort{{Name: "https", ContainerPort: listenPort, Protocol: corev1.ProtocolTCP}},
 						ReadinessProbe: probe(5),
 						LivenessProbe:  probe(10),
 						Resources: corev1.ResourceRequirements{
