@@ -1,0 +1,330 @@
+package bundle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/progress"
+	"golang.org/x/sync/errgroup"
+)
+
+// Entry is one image to put into a bundle.
+type Entry struct {
+	// Name is the reference as written; it becomes the entry's
+	// org.opencontainers.image.ref.name.
+	Name string
+	// Root is the image or index, already walked.
+	Root *graph.Node
+	// Fetcher serves Root's blobs.
+	Fetcher graph.Fetcher
+}
+
+// Options tune Write.
+type Options struct {
+	// Lock is stored in the bundle as ferry.lock.yaml, as given; nil
+	// stores none.
+	Lock *lock.File
+	// Jobs bounds how many blobs are fetched at once; 0 means 8.
+	Jobs int
+	// Progress receives bytes written and images finished.
+	Progress progress.Reporter
+}
+
+// Stats say what Write did.
+type Stats struct {
+	// Images is the number of index.json entries.
+	Images int
+	// Files is the number of manifests and blobs stored, each once.
+	Files int
+	// Size is the length of the bundle in bytes.
+	Size int64
+	// Fetched and FetchedBytes count blobs fetched in this run.
+	Fetched      int
+	FetchedBytes int64
+	// Resumed and ResumedBytes count blobs an interrupted run had already
+	// written, checked again and kept.
+	Resumed      int
+	ResumedBytes int64
+}
+
+// copyBuffer is the buffer each concurrent blob copy streams through.
+const copyBuffer = 1 << 20
+
+// PartialPath is where Write builds the bundle for path until it is
+// complete: a hidden file beside it. JournalPath lists the blobs already
+// written there, so that a rerun resumes.
+func PartialPath(path string) string {
+	dir, base := filepath.Split(path)
+	return filepath.Join(dir, "."+base+".partial")
+}
+
+// JournalPath is the journal beside PartialPath.
+func JournalPath(path string) string { return PartialPath(path) + ".journal" }
+
+// Write builds the bundle at path from entries: every manifest as served
+// and every blob, each digest once, each blob checked against its digest
+// as it streams. Nothing appears at path until the bundle is complete.
+// An interrupted or failed run leaves PartialPath and JournalPath behind;
+// running Write again with the same inputs fetches only what is missing.
+func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats, error) {
+	var lockYAML []byte
+	if o.Lock != nil {
+		var b bytes.Buffer
+		if err := o.Lock.Encode(&b, lock.FormatFerry); err != nil {
+			return Stats{}, err
+		}
+		lockYAML = b.Bytes()
+	}
+	p, err := newPlan(entries, lockYAML)
+	if err != nil {
+		return Stats{}, err
+	}
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = 8
+	}
+	w := &writer{plan: p, prog: progress.OrNop(o.Progress)}
+	w.stats = Stats{Images: len(entries), Files: countFiles(p), Size: p.size}
+	if err := w.open(path); err != nil {
+		return Stats{}, err
+	}
+	defer w.close()
+
+	w.prog.Start(p.inlineBytes+p.fetchBytes, len(entries))
+	defer w.prog.Finish()
+	for _, it := range p.items {
+		if _, err := w.f.WriteAt(it.hdr, it.off); err != nil {
+			return w.stats, fmt.Errorf("writing %s: %w", w.partial, err)
+		}
+		if it.inline != nil {
+			if _, err := w.f.WriteAt(it.inline, it.dataOff); err != nil {
+				return w.stats, fmt.Errorf("writing %s: %w", w.partial, err)
+			}
+		}
+	}
+	w.prog.Add(p.inlineBytes)
+	for _, e := range entries {
+		if _, ok := p.left[e.Name]; !ok {
+			w.prog.ImageDone(e.Name, "bundled")
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	bufs := sync.Pool{New: func() any { return make([]byte, copyBuffer) }}
+	for _, it := range p.fetch {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			buf := bufs.Get().([]byte)
+			defer bufs.Put(buf)
+			return w.blob(gctx, it, buf)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return w.stats, err
+	}
+	if err := ctx.Err(); err != nil {
+		return w.stats, err
+	}
+	return w.stats, w.commit(path)
+}
+
+func countFiles(p *plan) int {
+	n := 0
+	for _, it := range p.items {
+		if strings.HasPrefix(it.name, blobDir) && !it.dir {
+			n++
+		}
+	}
+	return n
+}
+
+// writer is one run of Write.
+type writer struct {
+	plan    *plan
+	prog    progress.Reporter
+	partial string
+	f       *os.File
+	journal *journal
+	// done are the digests a previous run journaled for this plan.
+	done map[string]bool
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// open prepares the partial file: kept when the journal belongs to the
+// same plan and the file has the plan's size, started over otherwise.
+func (w *writer) open(path string) error {
+	w.partial = PartialPath(path)
+	jpath := JournalPath(path)
+	done := readJournal(jpath, w.plan.hash)
+	f, err := os.OpenFile(w.partial, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", w.partial, err)
+	}
+	w.f = f
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", w.partial, err)
+	}
+	if done == nil || st.Size() != w.plan.size {
+		done = nil
+		// Zero everything: padding and the end of the archive must be
+		// zeros, and stale bytes must not pass for a blob.
+		if err := f.Truncate(0); err != nil {
+			return fmt.Errorf("creating %s: %w", w.partial, err)
+		}
+	}
+	if err := f.Truncate(w.plan.size); err != nil {
+		return fmt.Errorf("creating %s (%d bytes): %w", w.partial, w.plan.size, err)
+	}
+	w.done = done
+	// The journal is written afresh, dropping torn lines.
+	w.journal, err = createJournal(jpath, w.plan.hash, done)
+	return err
+}
+
+func (w *writer) close() {
+	if w.journal != nil {
+		w.journal.close()
+	}
+	if w.f != nil {
+		w.f.Close()
+	}
+}
+
+// commit makes the bundle durable and moves it to its final path.
+func (w *writer) commit(path string) error {
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", w.partial, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", w.partial, err)
+	}
+	w.f = nil
+	if err := os.Rename(w.partial, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	w.journal.close()
+	os.Remove(w.journal.path)
+	w.journal = nil
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// blob fills one blob's region: kept from the previous run when journaled
+// and still hashing right, else fetched.
+func (w *writer) blob(ctx context.Context, it *item, buf []byte) error {
+	if w.done[it.desc.Digest.String()] {
+		if err := w.check(it, buf); err == nil {
+			w.mu.Lock()
+			w.stats.Resumed++
+			w.stats.ResumedBytes += it.size
+			w.mu.Unlock()
+			w.prog.Add(it.size)
+			w.finished(it)
+			return nil
+		}
+	}
+	var err error
+	for _, f := range it.fetchers {
+		if err = w.fetch(ctx, f, it, buf); err == nil || ctx.Err() != nil || errors.Is(err, graph.ErrDigestMismatch) {
+			break
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("blob %s of %s: %w", it.desc.Digest, strings.Join(it.users, ", "), err)
+	}
+	if err := w.journal.add(it.desc.Digest.String()); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.stats.Fetched++
+	w.stats.FetchedBytes += it.size
+	w.mu.Unlock()
+	w.finished(it)
+	return nil
+}
+
+// fetch streams one blob from f to its region, hashing as it goes.
+func (w *writer) fetch(ctx context.Context, f graph.Fetcher, it *item, buf []byte) error {
+	rc, err := f.Blob(ctx, it.desc)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	dst := &regionWriter{w: io.NewOffsetWriter(w.f, it.dataOff), left: it.size, prog: w.prog}
+	n, err := io.CopyBuffer(dst, graph.Verify(rc, it.desc), buf)
+	if err != nil {
+		return err
+	}
+	if n != it.size {
+		return fmt.Errorf("%w: got %d bytes, want %d", graph.ErrDigestMismatch, n, it.size)
+	}
+	return nil
+}
+
+// check re-hashes a region a previous run wrote: cheap next to fetching it
+// again, and it makes the journal safe without syncing every blob.
+func (w *writer) check(it *item, buf []byte) error {
+	r := graph.Verify(io.NopCloser(io.NewSectionReader(w.f, it.dataOff, it.size)), it.desc)
+	_, err := io.CopyBuffer(io.Discard, r, buf)
+	return err
+}
+
+// finished counts a blob written for each image that uses it.
+func (w *writer) finished(it *item) {
+	w.mu.Lock()
+	var done []string
+	for _, u := range it.users {
+		w.plan.left[u]--
+		if w.plan.left[u] == 0 {
+			done = append(done, u)
+		}
+	}
+	w.mu.Unlock()
+	for _, u := range done {
+		w.prog.ImageDone(u, "bundled")
+	}
+}
+
+// regionWriter refuses to write past a blob's region, so that a source
+// sending too much can never overwrite the next header.
+type regionWriter struct {
+	w    io.Writer
+	left int64
+	prog progress.Reporter
+}
+
+func (r *regionWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > r.left {
+		return 0, fmt.Errorf("%w: longer than its descriptor's size", graph.ErrDigestMismatch)
+	}
+	n, err := r.w.Write(p)
+	r.left -= int64(n)
+	r.prog.Add(int64(n))
+	return n, err
+}
+
+// syncDir makes a rename durable where the platform allows it.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
