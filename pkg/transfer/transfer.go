@@ -1,0 +1,442 @@
+// Package transfer puts images into registries exactly as they are: every
+// manifest as its raw bytes, by digest, children before the indexes that
+// list them; every blob streamed and re-hashed on the way, uploaded once per
+// registry and mounted into the other repositories that need it; nothing
+// sent that the registry already holds.
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/progress"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sync/errgroup"
+)
+
+// Image is one image to push.
+type Image struct {
+	// Name is the reference as written, for messages and progress.
+	Name string
+	// Root is the image's graph, walked from its source.
+	Root *graph.Node
+	// From serves the image's blobs.
+	From graph.Fetcher
+	// To is the target repository.
+	To name.Repository
+	// Tag is pushed as well, pointing at Root; "" for none.
+	Tag string
+}
+
+// Options tune a push.
+type Options struct {
+	// Jobs bounds concurrent blob and manifest operations; 0 means the
+	// client's.
+	Jobs int
+	// Progress receives byte counts and finished images; nil for none.
+	Progress progress.Reporter
+}
+
+// Result counts what a push did. Blobs are counted once per target
+// repository that needed them.
+type Result struct {
+	Images int
+	// BlobsUploaded were sent in full, BlobsMounted were linked from
+	// another repository of the same registry, BlobsSkipped were there.
+	BlobsUploaded, BlobsMounted, BlobsSkipped int
+	BytesUploaded, BytesMounted, BytesSkipped int64
+	// Manifests counts every manifest and index, by digest.
+	ManifestsPushed, ManifestsSkipped int
+	// Tags pushed, and tags that already named the right digest.
+	TagsPushed, TagsSkipped int
+}
+
+// counters is Result while goroutines still add to it.
+type counters struct {
+	blobsUploaded, blobsMounted, blobsSkipped atomic.Int64
+	bytesUploaded, bytesMounted, bytesSkipped atomic.Int64
+	manifestsPushed, manifestsSkipped         atomic.Int64
+	tagsPushed, tagsSkipped                   atomic.Int64
+}
+
+func (c *counters) result(images int) Result {
+	return Result{
+		Images:           images,
+		BlobsUploaded:    int(c.blobsUploaded.Load()),
+		BlobsMounted:     int(c.blobsMounted.Load()),
+		BlobsSkipped:     int(c.blobsSkipped.Load()),
+		BytesUploaded:    c.bytesUploaded.Load(),
+		BytesMounted:     c.bytesMounted.Load(),
+		BytesSkipped:     c.bytesSkipped.Load(),
+		ManifestsPushed:  int(c.manifestsPushed.Load()),
+		ManifestsSkipped: int(c.manifestsSkipped.Load()),
+		TagsPushed:       int(c.tagsPushed.Load()),
+		TagsSkipped:      int(c.tagsSkipped.Load()),
+	}
+}
+
+// blobJob is one unique blob and every repository that needs it.
+type blobJob struct {
+	desc  v1.Descriptor
+	from  graph.Fetcher
+	image string // the first image that needs it, for messages
+	repos []name.Repository
+}
+
+// manifestJob is one image graph to put into one repository, with every
+// tag and name that asked for it.
+type manifestJob struct {
+	repo  name.Repository
+	root  *graph.Node
+	tags  []string
+	names []string
+}
+
+type pusher struct {
+	client *access.Client
+	conns  map[string]*conn // by registry
+	prog   progress.Reporter
+	count  counters
+}
+
+// Push puts images into their target repositories. Blobs go first, each
+// unique blob concurrently (at most Jobs at a time); then each image's
+// manifests, children first, then its tag. A rerun skips what is there.
+func Push(ctx context.Context, client *access.Client, images []Image, o Options) (Result, error) {
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = client.Jobs()
+	}
+	p := &pusher{client: client, conns: map[string]*conn{}, prog: progress.OrNop(o.Progress)}
+
+	var blobs []*blobJob
+	byDigest := map[v1.Hash]*blobJob{}
+	var manifests []*manifestJob
+	byTarget := map[string]*manifestJob{}
+	repos := map[string]map[string]name.Repository{} // registry → repository name → repository
+	var total int64
+	for i := range images {
+		im := &images[i]
+		if im.Root == nil || im.From == nil {
+			return Result{}, fmt.Errorf("pushing %q: nothing to push from", im.Name)
+		}
+		to := client.Repository(im.To)
+		reg := to.RegistryStr()
+		if repos[reg] == nil {
+			repos[reg] = map[string]name.Repository{}
+		}
+		repos[reg][to.Name()] = to
+
+		key := to.Name() + "@" + im.Root.Desc.Digest.String()
+		mj := byTarget[key]
+		if mj == nil {
+			mj = &manifestJob{repo: to, root: im.Root}
+			byTarget[key] = mj
+			manifests = append(manifests, mj)
+		}
+		mj.names = append(mj.names, im.Name)
+		if im.Tag != "" && !contains(mj.tags, im.Tag) {
+			mj.tags = append(mj.tags, im.Tag)
+		}
+
+		for _, d := range im.Root.AllBlobs() {
+			bj := byDigest[d.Digest]
+			if bj == nil {
+				bj = &blobJob{desc: d, from: im.From, image: im.Name}
+				byDigest[d.Digest] = bj
+				blobs = append(blobs, bj)
+			}
+			if !containsRepo(bj.repos, to) {
+				bj.repos = append(bj.repos, to)
+				total += d.Size
+			}
+		}
+	}
+
+	// One connection per registry, allowed to push to and pull from every
+	// target repository there, so that any of them can be a mount source.
+	regs := make([]string, 0, len(repos))
+	for reg := range repos {
+		regs = append(regs, reg)
+	}
+	sort.Strings(regs)
+	for _, reg := range regs {
+		var scopes []string
+		var any name.Repository
+		for _, r := range repos[reg] {
+			scopes = append(scopes, r.Scope(transport.PushScope))
+			any = r
+		}
+		sort.Strings(scopes)
+		c, err := dial(ctx, client, any.Registry, scopes)
+		if err != nil {
+			return Result{}, fmt.Errorf("pushing %q: %w", firstImageIn(images, client, reg), err)
+		}
+		p.conns[reg] = c
+	}
+
+	p.prog.Start(total, len(images))
+	defer p.prog.Finish()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, bj := range blobs {
+		g.Go(func() error { return p.blob(gctx, bj) })
+	}
+	if err := g.Wait(); err != nil {
+		return p.count.result(len(images)), err
+	}
+
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, mj := range manifests {
+		g.Go(func() error {
+			pushed, err := p.manifests(gctx, mj)
+			if err != nil {
+				return err
+			}
+			status := "already present"
+			if pushed {
+				status = "pushed"
+			}
+			for _, n := range mj.names {
+				p.prog.ImageDone(n, status)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	return p.count.result(len(images)), err
+}
+
+// blob makes sure every repository of j holds the blob: per registry it is
+// uploaded at most once, then mounted into the other repositories from one
+// that holds it. Mounts follow the upload within this one job, so a mount
+// never races the upload it depends on.
+func (p *pusher) blob(ctx context.Context, j *blobJob) error {
+	for _, reg := range registriesOf(j.repos) {
+		c := p.conns[reg]
+		var holder *name.Repository
+		var missing []name.Repository
+		for _, r := range j.repos {
+			if r.RegistryStr() != reg {
+				continue
+			}
+			var ok bool
+			err := retry(ctx, func() (err error) {
+				ok, err = c.headBlob(ctx, r, j.desc.Digest)
+				return err
+			})
+			if err != nil {
+				return p.blobErr(j, r, "checking", err)
+			}
+			if !ok {
+				missing = append(missing, r)
+				continue
+			}
+			if holder == nil {
+				holder = &r
+			}
+			p.count.blobsSkipped.Add(1)
+			p.count.bytesSkipped.Add(j.desc.Size)
+			p.prog.Add(j.desc.Size)
+		}
+		for _, r := range missing {
+			from := holder
+			mounted, err := p.put(ctx, c, j, r, from)
+			if err != nil {
+				return p.blobErr(j, r, "pushing", err)
+			}
+			if mounted {
+				p.count.blobsMounted.Add(1)
+				p.count.bytesMounted.Add(j.desc.Size)
+				p.prog.Add(j.desc.Size)
+			}
+			if holder == nil {
+				holder = &r
+			}
+		}
+	}
+	return nil
+}
+
+// put mounts the blob into r from holder when there is one, and uploads it
+// when there is none or the registry declines the mount.
+func (p *pusher) put(ctx context.Context, c *conn, j *blobJob, r name.Repository, holder *name.Repository) (mounted bool, err error) {
+	err = retry(ctx, func() error {
+		loc, m, err := c.startUpload(ctx, r, j.desc.Digest, holder)
+		if err != nil {
+			return err
+		}
+		if m {
+			mounted = true
+			return nil
+		}
+		return p.upload(ctx, c, j, loc)
+	})
+	return mounted, err
+}
+
+// upload streams the blob from its source into the session at loc,
+// hashing it on the way: bytes that do not match the digest end the
+// request before it completes, whatever the registry would have said.
+func (p *pusher) upload(ctx context.Context, c *conn, j *blobJob, loc string) error {
+	rc, err := j.from.Blob(ctx, j.desc)
+	if err != nil {
+		return fmt.Errorf("reading it from the source: %w", err)
+	}
+	defer rc.Close()
+	// A source that checks what it serves (a bundle does) is not hashed
+	// twice.
+	var src io.Reader = rc
+	if _, checked := rc.(*graph.VerifyingReader); !checked {
+		src = graph.Verify(rc, j.desc)
+	}
+	body := &readRecorder{r: src, prog: p.prog}
+	err = c.finishUpload(ctx, loc, j.desc.Digest, j.desc.Size, body)
+	n, readErr := body.state()
+	if errors.Is(readErr, graph.ErrDigestMismatch) {
+		return fmt.Errorf("reading it from the source: %w", readErr)
+	}
+	if err != nil {
+		return err
+	}
+	p.count.blobsUploaded.Add(1)
+	p.count.bytesUploaded.Add(n)
+	return nil
+}
+
+func (p *pusher) blobErr(j *blobJob, r name.Repository, doing string, err error) error {
+	return fmt.Errorf("%s blob %s of %q to %s: %w", doing, j.desc.Digest, j.image, r.Name(), err)
+}
+
+// manifests puts every manifest of j, children first, then its tags, and
+// reports whether anything was pushed.
+func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
+	c := p.conns[j.repo.RegistryStr()]
+	pushed := false
+	name := j.names[0]
+	for _, m := range j.root.Manifests() {
+		d := m.Desc.Digest
+		var ok bool
+		err := retry(ctx, func() (err error) {
+			ok, _, err = c.headManifest(ctx, j.repo, d.String())
+			return err
+		})
+		if err != nil {
+			return pushed, fmt.Errorf("checking manifest %s of %q in %s: %w", d, name, j.repo.Name(), err)
+		}
+		if ok {
+			p.count.manifestsSkipped.Add(1)
+			continue
+		}
+		err = retry(ctx, func() error { return c.putManifest(ctx, j.repo, d.String(), m.Desc.MediaType, m.Raw, d) })
+		if err != nil {
+			return pushed, fmt.Errorf("pushing manifest %s of %q to %s: %w", d, name, j.repo.Name(), err)
+		}
+		p.count.manifestsPushed.Add(1)
+		pushed = true
+	}
+	root := j.root.Desc
+	for _, tag := range j.tags {
+		// Registries with immutable tags (Harbor, ECR) refuse a re-push of
+		// a tag even with the same digest: look first.
+		var ok bool
+		var got string
+		err := retry(ctx, func() (err error) {
+			ok, got, err = c.headManifest(ctx, j.repo, tag)
+			return err
+		})
+		if err != nil {
+			return pushed, fmt.Errorf("checking tag %s:%s of %q: %w", j.repo.Name(), tag, name, err)
+		}
+		if ok && got == root.Digest.String() {
+			p.count.tagsSkipped.Add(1)
+			continue
+		}
+		err = retry(ctx, func() error { return c.putManifest(ctx, j.repo, tag, root.MediaType, j.root.Raw, root.Digest) })
+		if err != nil {
+			return pushed, fmt.Errorf("pushing tag %s:%s of %q: %w", j.repo.Name(), tag, name, err)
+		}
+		p.count.tagsPushed.Add(1)
+		pushed = true
+	}
+	return pushed, nil
+}
+
+// readRecorder counts what passes, reports it as progress, and keeps the
+// first error, so that a digest mismatch is told as such rather than as
+// the aborted request it causes.
+type readRecorder struct {
+	r    io.Reader
+	prog progress.Reporter
+	n    int64
+	mu   sync.Mutex
+	err  error
+}
+
+func (r *readRecorder) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	if n > 0 {
+		r.prog.Add(int64(n))
+	}
+	r.mu.Lock()
+	r.n += int64(n)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	r.mu.Unlock()
+	return n, err
+}
+
+func (r *readRecorder) state() (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n, r.err
+}
+
+func registriesOf(repos []name.Repository) []string {
+	var out []string
+	for _, r := range repos {
+		if !contains(out, r.RegistryStr()) {
+			out = append(out, r.RegistryStr())
+		}
+	}
+	return out
+}
+
+func firstImageIn(images []Image, c *access.Client, reg string) string {
+	for _, im := range images {
+		if c.Repository(im.To).RegistryStr() == reg {
+			return im.Name
+		}
+	}
+	return ""
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func containsRepo(rs []name.Repository, r name.Repository) bool {
+	for _, x := range rs {
+		if x.Name() == r.Name() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,370 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// sharedSet is three images in three repositories sharing two base
+// layers, plus an index of two platforms in a fourth.
+type sharedSet struct {
+	src    *memFetcher
+	images []Image
+	// unique blobs, and blobs counted per repository.
+	unique, perRepo int
+	uniqueBytes     int64
+	perRepoBytes    int64
+}
+
+func newSharedSet(t *testing.T, reg *testRegistry) sharedSet {
+	t.Helper()
+	src := newMemFetcher()
+	base1, base2 := bytesOf("base-one ", 40<<10), bytesOf("base-two ", 70<<10)
+	var s sharedSet
+	s.src = src
+	for _, app := range []string{"api", "web", "cli"} {
+		d := src.image(t, "amd64", base1, base2, bytesOf("app "+app+" ", 10<<10))
+		s.images = append(s.images, Image{Name: "example.com/team/" + app + ":v1", Root: src.walk(t, d), From: src, To: reg.repo("mirror/team/" + app), Tag: "v1"})
+	}
+	idx := src.index(src.image(t, "amd64", base1, bytesOf("x86 ", 5<<10)), src.image(t, "arm64", base1, bytesOf("arm ", 5<<10)))
+	s.images = append(s.images, Image{Name: "example.com/multi:v2", Root: src.walk(t, idx), From: src, To: reg.repo("mirror/multi"), Tag: "v2"})
+
+	seen := map[v1.Hash]bool{}
+	for _, im := range s.images {
+		for _, b := range im.Root.AllBlobs() {
+			s.perRepo++
+			s.perRepoBytes += b.Size
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				s.unique++
+				s.uniqueBytes += b.Size
+			}
+		}
+	}
+	return s
+}
+
+func TestPushUploadsEachBlobOnceAndMounts(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	ctx := context.Background()
+
+	got, err := Push(ctx, reg.client(t), s.images, Options{Jobs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := reg.requests()
+	want := Result{
+		Images:          4,
+		BlobsUploaded:   s.unique,
+		BlobsMounted:    s.perRepo - s.unique,
+		BytesUploaded:   s.uniqueBytes,
+		BytesMounted:    s.perRepoBytes - s.uniqueBytes,
+		ManifestsPushed: 3 + 3, // three images; an index and its two children
+		TagsPushed:      4,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("first push (-want +got):\n%s", diff)
+	}
+	if n := count(reqs, "PUT", "/blobs/uploads/"); n != s.unique {
+		t.Errorf("%d blob uploads, want %d (one per unique blob)", n, s.unique)
+	}
+	if n := count(reqs, "POST", "?mount"); n != s.perRepo-s.unique {
+		t.Errorf("%d mounts, want %d", n, s.perRepo-s.unique)
+	}
+	for d, n := range s.src.served {
+		if n != 1 {
+			t.Errorf("blob %s read %d times from the source, want once", d, n)
+		}
+	}
+
+	// Every manifest is in its repository byte for byte, children too,
+	// and the tags point at the roots.
+	for _, im := range s.images {
+		repo := im.To.RepositoryStr()
+		for _, m := range im.Root.Manifests() {
+			raw, ct := reg.raw(t, repo, m.Desc.Digest.String())
+			if !bytes.Equal(raw, m.Raw) {
+				t.Errorf("%s@%s: served bytes differ from the source", repo, m.Desc.Digest)
+			}
+			if ct != string(m.Desc.MediaType) {
+				t.Errorf("%s@%s: content type %q, want %q", repo, m.Desc.Digest, ct, m.Desc.MediaType)
+			}
+			for _, b := range m.Blobs {
+				if !reg.blobs.has(repo, b.Digest.String()) {
+					t.Errorf("%s lacks blob %s", repo, b.Digest)
+				}
+			}
+		}
+		if raw, _ := reg.raw(t, repo, im.Tag); !bytes.Equal(raw, im.Root.Raw) {
+			t.Errorf("%s:%s does not serve the root manifest", repo, im.Tag)
+		}
+	}
+
+	// Manifests go children first, and only after the blobs.
+	t.Run("order", func(t *testing.T) {
+		reg2 := newTestRegistry(t)
+		s2 := newSharedSet(t, reg2)
+		multi := s2.images[3]
+		if _, err := Push(ctx, reg2.client(t), []Image{multi}, Options{Jobs: 1}); err != nil {
+			t.Fatal(err)
+		}
+		var puts []string
+		lastBlob, firstManifest := -1, -1
+		for i, r := range reg2.requests() {
+			switch {
+			case strings.HasPrefix(r, "PUT ") && strings.Contains(r, "/manifests/"):
+				puts = append(puts, r[strings.LastIndex(r, "/")+1:])
+				if firstManifest < 0 {
+					firstManifest = i
+				}
+			case strings.Contains(r, "/blobs/uploads/") && r[:4] != "HEAD":
+				lastBlob = i
+			}
+		}
+		want := []string{multi.Root.Children[0].Desc.Digest.String(), multi.Root.Children[1].Desc.Digest.String(), multi.Root.Desc.Digest.String(), "v2"}
+		if diff := cmp.Diff(want, puts); diff != "" {
+			t.Errorf("manifest PUT order (-want +got):\n%s", diff)
+		}
+		if lastBlob > firstManifest {
+			t.Errorf("a blob request (#%d) came after the first manifest PUT (#%d)", lastBlob, firstManifest)
+		}
+	})
+
+	// A second push finds everything and sends nothing.
+	again, err := Push(ctx, reg.client(t), s.images, Options{Jobs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Result{Images: 4, BlobsSkipped: s.perRepo, BytesSkipped: s.perRepoBytes, ManifestsSkipped: 6, TagsSkipped: 4}
+	if diff := cmp.Diff(want, again); diff != "" {
+		t.Errorf("second push (-want +got):\n%s", diff)
+	}
+	for _, r := range reg.requests() {
+		if !strings.HasPrefix(r, "HEAD ") && !strings.HasPrefix(r, "GET /v2/") {
+			t.Errorf("second push sent %s", r)
+		}
+	}
+}
+
+func TestPushFallsBackWhenMountRefused(t *testing.T) {
+	reg := newTestRegistry(t)
+	reg.refuseMounts = true
+	s := newSharedSet(t, reg)
+	got, err := Push(context.Background(), reg.client(t), s.images, Options{Jobs: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BlobsUploaded != s.perRepo || got.BlobsMounted != 0 || got.BytesUploaded != s.perRepoBytes {
+		t.Errorf("uploaded %d (%d bytes), mounted %d; want %d (%d bytes) uploaded, none mounted",
+			got.BlobsUploaded, got.BytesUploaded, got.BlobsMounted, s.perRepo, s.perRepoBytes)
+	}
+	for _, im := range s.images {
+		for _, b := range im.Root.AllBlobs() {
+			if !reg.blobs.has(im.To.RepositoryStr(), b.Digest.String()) {
+				t.Errorf("%s lacks %s", im.To.RepositoryStr(), b.Digest)
+			}
+		}
+	}
+}
+
+func TestPushMountsFromARepositoryThatHasIt(t *testing.T) {
+	// After a first push of one image, a second push of another sharing
+	// its base mounts the base from there instead of uploading it.
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	ctx := context.Background()
+	if _, err := Push(ctx, reg.client(t), s.images[:1], Options{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Push(ctx, reg.client(t), s.images[:2], Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// team/web needs the config (identical: same arch), two base layers
+	// from team/api, and its own layer.
+	if got.BlobsUploaded != 1 || got.BlobsMounted != 3 || got.BlobsSkipped != 4 {
+		t.Errorf("uploaded %d, mounted %d, skipped %d; want 1, 3, 4", got.BlobsUploaded, got.BlobsMounted, got.BlobsSkipped)
+	}
+}
+
+func TestPushRefusesTamperedBlob(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	im := s.images[0]
+	bad := im.Root.Blobs[2] // the second base layer
+	good := s.src.m[bad.Digest]
+	s.src.tamper[bad.Digest] = append(append([]byte(nil), good[:len(good)-1]...), 'X')
+
+	_, err := Push(context.Background(), reg.client(t), []Image{im}, Options{})
+	if !errors.Is(err, graph.ErrDigestMismatch) {
+		t.Fatalf("err = %v, want ErrDigestMismatch", err)
+	}
+	for _, want := range []string{bad.Digest.String(), im.Name} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if reg.blobs.has(im.To.RepositoryStr(), bad.Digest.String()) {
+		t.Error("the tampered blob landed in the registry")
+	}
+	if raw, _ := reg.raw(t, im.To.RepositoryStr(), im.Root.Desc.Digest.String()); raw != nil {
+		t.Error("the manifest was pushed although a blob failed")
+	}
+}
+
+func TestPushSkipsTagAlreadyRight(t *testing.T) {
+	// An immutable-tag registry refuses any PUT to an existing tag.
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	ctx := context.Background()
+	if _, err := Push(ctx, reg.client(t), s.images, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	reg.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") && !strings.Contains(r.URL.Path, "sha256:") {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"TAG_INVALID","message":"tag is immutable"}]}`))
+			return true
+		}
+		return false
+	}
+	got, err := Push(ctx, reg.client(t), s.images, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TagsSkipped != 4 || got.TagsPushed != 0 {
+		t.Errorf("tags pushed %d, skipped %d; want 0, 4", got.TagsPushed, got.TagsSkipped)
+	}
+}
+
+func TestPushNoticesChangedDigest(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	reg.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+			w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))
+			w.WriteHeader(http.StatusCreated)
+			return true
+		}
+		return false
+	}
+	_, err := Push(context.Background(), reg.client(t), s.images[:1], Options{})
+	if !errors.Is(err, ErrDigestChanged) {
+		t.Fatalf("err = %v, want ErrDigestChanged", err)
+	}
+}
+
+func TestPushRetriesTransientErrors(t *testing.T) {
+	defer func(b []time.Duration) { backoff = b }(backoff)
+	backoff = []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}
+
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	var failures atomic.Int32
+	reg.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		// Every first attempt at an upload PUT and a manifest PUT fails.
+		if r.Method == http.MethodPut && failures.Add(1)%2 == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	got, err := Push(context.Background(), reg.client(t), s.images[:1], Options{Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BlobsUploaded != 4 || got.ManifestsPushed != 1 || got.TagsPushed != 1 {
+		t.Errorf("result %+v", got)
+	}
+
+	t.Run("permanent errors are not retried", func(t *testing.T) {
+		var puts atomic.Int32
+		reg.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+			if r.Method == http.MethodPut {
+				puts.Add(1)
+				w.WriteHeader(http.StatusForbidden)
+				return true
+			}
+			return false
+		}
+		_, err := Push(context.Background(), reg.client(t), s.images[1:2], Options{Jobs: 1})
+		if err == nil {
+			t.Fatal("push succeeded against a registry refusing every PUT")
+		}
+		if puts.Load() != 1 {
+			t.Errorf("%d PUTs, want 1: a 403 is not worth retrying", puts.Load())
+		}
+	})
+}
+
+func TestPushRegistryDown(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	c := reg.client(t)
+	reg.srv.Close()
+	start := time.Now()
+	_, err := Push(context.Background(), c, s.images, Options{})
+	if err == nil {
+		t.Fatal("push to a closed registry succeeded")
+	}
+	if !strings.Contains(err.Error(), reg.host) || !strings.Contains(err.Error(), s.images[0].Name) {
+		t.Errorf("error %q names neither the registry nor the image", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to give up on a refused connection", d)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	ctx := context.Background()
+	c := reg.client(t)
+	if _, err := Push(ctx, c, s.images, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f := lock.New()
+	for _, im := range s.images {
+		d := im.Root.Desc
+		f.Images = append(f.Images, lock.Image{
+			Image: im.Name, Digest: d.Digest.String(), MediaType: string(d.MediaType), Size: d.Size,
+			Relocated: im.To.Name() + "@" + d.Digest.String(),
+		})
+	}
+	if err := Check(ctx, c, f); err != nil {
+		t.Fatalf("complete registry: %v", err)
+	}
+
+	multi := s.images[3]
+	child := multi.Root.Children[1]
+	gone := child.Blobs[1]
+	reg.blobs.remove(multi.To.RepositoryStr(), gone.Digest.String())
+	missing := s.images[0]
+	f.Images = append(f.Images, lock.Image{Image: "example.com/missing:v1", Relocated: missing.To.Name() + "@sha256:" + strings.Repeat("e", 64)})
+
+	err := Check(ctx, c, f)
+	var ie *IncompleteError
+	if !errors.As(err, &ie) {
+		t.Fatalf("err = %v, want *IncompleteError", err)
+	}
+	want := []Missing{
+		{Image: "example.com/missing:v1", Location: missing.To.Name() + "@sha256:" + strings.Repeat("e", 64), What: "manifest"},
+		{Image: multi.Name, Location: multi.To.Name() + "@" + gone.Digest.String(), What: "blob"},
+	}
+	if diff := cmp.Diff(want, ie.Missing, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("missing (-want +got):\n%s", diff)
+	}
+}
