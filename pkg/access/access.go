@@ -4,6 +4,7 @@
 package access
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -30,10 +31,29 @@ type Options struct {
 	Keychain authn.Keychain
 	// Jobs bounds concurrent requests; 0 means 8.
 	Jobs int
-	// Transport replaces the base HTTP transport (tests); TLS options are
-	// then not applied.
+	// Transport replaces the base HTTP transport (tests); TLS options and
+	// timeouts are then not applied. Retries and the HTTP guard still are.
 	Transport http.RoundTripper
+	// Retry says how transient failures are retried; the zero value means
+	// the defaults (6 attempts, backoff from 200ms to 10s, a budget of 2m).
+	Retry RetryPolicy
+	// DialTimeout bounds opening a connection; 0 means 5s. With retries,
+	// an unreachable registry is reported within about half a minute.
+	DialTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake; 0 means 10s.
+	TLSHandshakeTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an answer once a request
+	// is sent; 0 means 60s (a registry may take a while to commit a large
+	// upload).
+	ResponseHeaderTimeout time.Duration
 }
+
+// Default timeouts of Options.
+const (
+	DefaultDialTimeout           = 5 * time.Second
+	DefaultTLSHandshakeTimeout   = 10 * time.Second
+	DefaultResponseHeaderTimeout = 60 * time.Second
+)
 
 // Client holds what every registry call needs.
 type Client struct {
@@ -41,6 +61,7 @@ type Client struct {
 	transport http.RoundTripper
 	keychain  authn.Keychain
 	jobs      int
+	limits    *limiter
 }
 
 // New checks the options and builds a Client.
@@ -61,17 +82,23 @@ func New(o Options) (*Client, error) {
 	}
 	base := o.Transport
 	if base == nil {
-		t, err := newTransport(o.CACertFiles, c.jobs)
+		t, err := newTransport(o, c.jobs)
 		if err != nil {
 			return nil, err
 		}
 		base = t
 	}
-	c.transport = &httpGuard{next: base, allowed: c.allowsHTTP}
+	c.limits = newLimiter(c.jobs)
+	// The guard is outermost: a refusal is final, not worth a retry.
+	c.transport = &httpGuard{
+		next:    &retryTransport{next: base, policy: o.Retry.withDefaults(), limits: c.limits},
+		allowed: c.allowsHTTP,
+	}
 	return c, nil
 }
 
-func newTransport(caFiles []string, jobs int) (*http.Transport, error) {
+func newTransport(o Options, jobs int) (*http.Transport, error) {
+	caFiles := o.CACertFiles
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
@@ -85,13 +112,13 @@ func newTransport(caFiles []string, jobs int) (*http.Transport, error) {
 			return nil, fmt.Errorf("--registry-ca-cert %s: no PEM certificate found in it", f)
 		}
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: cmp.Or(o.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
+		TLSHandshakeTimeout:   cmp.Or(o.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
+		ResponseHeaderTimeout: cmp.Or(o.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          4 * jobs,
@@ -118,8 +145,15 @@ func (c *Client) Insecure(registry string) bool { return c.allowsHTTP(registry) 
 // Jobs is the concurrency limit.
 func (c *Client) Jobs() int { return c.jobs }
 
-// Transport is the guarded HTTP transport, for callers making raw requests.
+// Transport is the HTTP transport every registry request goes through:
+// guarded against plain HTTP, retrying transient failures and slowing down
+// on 429. Callers making raw requests must not wrap it in another retry
+// (go-containerregistry's transport.NewRetry): that would multiply tries.
 func (c *Client) Transport() http.RoundTripper { return c.transport }
+
+// InFlightLimit is the current limit on concurrent requests to host
+// ("host[:port]"): Jobs, until the host answers 429.
+func (c *Client) InFlightLimit(host string) int { return c.limits.host(host).Limit() }
 
 // Keychain is the credential source.
 func (c *Client) Keychain() authn.Keychain { return c.keychain }
@@ -149,7 +183,9 @@ func (c *Client) Reference(ref name.Reference) name.Reference {
 	return ref
 }
 
-// Remote returns go-containerregistry options for one call.
+// Remote returns go-containerregistry options for one call. Its own retries
+// are off: Transport retries, with Retry-After and a budget, and more tries
+// on top would only multiply the wait.
 func (c *Client) Remote(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
@@ -157,6 +193,9 @@ func (c *Client) Remote(ctx context.Context) []remote.Option {
 		remote.WithTransport(c.transport),
 		remote.WithJobs(c.jobs),
 		remote.WithUserAgent("ferry/" + userAgentVersion),
+		remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 1}),
+		remote.WithRetryPredicate(func(error) bool { return false }),
+		remote.WithRetryStatusCodes(),
 	}
 }
 
