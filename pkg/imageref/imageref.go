@@ -71,7 +71,7 @@ func Parse(s string) (Ref, error) {
 			return bad("digest must be 64 hex characters")
 		}
 	}
-	host, rest := splitHost(base)
+	_, rest := splitHost(base)
 	repoPath, tag := rest, ""
 	if i := strings.LastIndex(rest, ":"); i >= 0 {
 		repoPath, tag = rest[:i], rest[i+1:]
@@ -88,9 +88,6 @@ func Parse(s string) (Ref, error) {
 	if !pathRE.MatchString(repoPath) {
 		return bad("repository name may hold only lowercase letters, digits and separators ('.', '_', '-', '/') between them")
 	}
-	if len(host)+len(repoPath) > 255 {
-		return bad("repository name is longer than 255 characters")
-	}
 	full := base
 	if hasDigest {
 		full = base + "@" + digest
@@ -99,11 +96,37 @@ func Parse(s string) (Ref, error) {
 	if err != nil {
 		return bad(strings.TrimPrefix(err.Error(), "could not parse reference: "))
 	}
+	// Docker limits the name after normalisation ("x" counts as
+	// "docker.io/library/x"), so that the normalised form, which the lock
+	// records, parses again.
+	if n := dockerName(parsed.Context()); len(n) > maxNameLength {
+		return bad(fmt.Sprintf("repository name %s is %d characters long, more than %d", abbreviate(n), len(n), maxNameLength))
+	}
 	r := Ref{Written: s, Repo: parsed.Context(), Tag: tag}
 	if hasDigest {
 		r.Digest = digest
 	}
 	return r, nil
+}
+
+// maxNameLength is the longest repository name, registry included, that
+// Docker's reference grammar allows.
+const maxNameLength = 255
+
+// dockerName is the repository name as Docker normalises it: Docker Hub is
+// "docker.io", where go-containerregistry says "index.docker.io".
+func dockerName(repo name.Repository) string {
+	if repo.RegistryStr() == name.DefaultRegistry {
+		return "docker.io/" + repo.RepositoryStr()
+	}
+	return repo.Name()
+}
+
+func abbreviate(s string) string {
+	if len(s) <= 40 {
+		return s
+	}
+	return s[:20] + "…" + s[len(s)-12:]
 }
 
 // splitHost separates a registry host from the path the way Docker does: the
