@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ferry-dev/ferry/pkg/lock"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -57,8 +59,13 @@ func Manifests(o ManifestOptions) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("failure policy %q: use Ignore or Fail", o.FailurePolicy)
 	}
-	if o.Name == "" || o.Namespace == "" || o.Image == "" {
-		return nil, fmt.Errorf("name, namespace and image must be set")
+	if o.Image == "" {
+		return nil, fmt.Errorf("the webhook's image must be set")
+	}
+	for _, n := range append([]string{o.Name, o.Namespace}, o.ExcludeNamespaces...) {
+		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
+			return nil, fmt.Errorf("name %q: %s", n, strings.Join(errs, "; "))
+		}
 	}
 	if o.Lock != nil {
 		if _, err := lock.Parse(o.Lock); err != nil {

@@ -235,6 +235,8 @@ func TestManifestsRefusesBadInput(t *testing.T) {
 		"broken lock":    func(o *ManifestOptions) { o.Lock = []byte("kind: Nope\n") },
 		"bad rule":       func(o *ManifestOptions) { o.Rules = []Rule{{From: "nohost", To: "r.io/x"}} },
 		"no image":       func(o *ManifestOptions) { o.Image = "" },
+		"bad name":       func(o *ManifestOptions) { o.Name = "Ferry_Webhook" },
+		"bad namespace":  func(o *ManifestOptions) { o.Namespace = "" },
 	} {
 		o := base
 		mod(&o)

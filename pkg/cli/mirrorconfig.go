@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ferry-dev/ferry/pkg/atomicfile"
+	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/mirrorconfig"
+	"github.com/spf13/cobra"
+)
+
+type mirrorConfigOptions struct {
+	root     *rootOptions
+	lockFile string
+	format   string
+	output   string
+}
+
+func newMirrorConfigCmd(root *rootOptions) *cobra.Command {
+	o := &mirrorConfigOptions{root: root}
+	cmd := &cobra.Command{
+		Use:   "mirror-config --lock FILE --format containerd|crio [-o PATH]",
+		Short: "Write registry mirror settings that send nodes' pulls to the relocated registry",
+		Long: `mirror-config reads a relocated lock (from unpkg or relocate) and tells container
+runtimes to pull every source registry's images from where ferry put them, falling
+back to the source registry. Manifests stay untouched.
+
+--format containerd writes DIR/<source registry>/hosts.toml (containerd's certs.d
+layout; containerd needs config_path set to DIR). --format crio prints
+containers-registries.conf v2 entries, or writes them to -o FILE.
+
+A mirror keeps the repository path, so images relocated with --layout flat cannot
+be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
+		Example: `  # containerd: one hosts.toml per source registry
+  ferry mirror-config --lock relocated.lock.yaml --format containerd -o /etc/containerd/certs.d
+
+  # CRI-O: a drop-in registries.conf
+  ferry mirror-config --lock relocated.lock.yaml --format crio -o /etc/containers/registries.conf.d/50-ferry.conf`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.lockFile, "lock", "", "relocated lock to read (required)")
+	f.StringVar(&o.format, "format", "containerd", "containerd (hosts.toml files) or crio (registries.conf)")
+	f.StringVarP(&o.output, "output", "o", "", "containerd: directory to write into (required); crio: file to write instead of stdout")
+	return cmd
+}
+
+func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
+	if o.lockFile == "" {
+		return usageErrorf(cmd, "--lock is required: the lock written by ferry unpkg or ferry relocate")
+	}
+	if o.format != "containerd" && o.format != "crio" {
+		return usageErrorf(cmd, "--format %q: want containerd or crio", o.format)
+	}
+	if o.format == "containerd" && o.output == "" {
+		return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass -o DIR, e.g. -o /etc/containerd/certs.d")
+	}
+	l, err := lock.Read(o.lockFile)
+	if err != nil {
+		return err
+	}
+	regs, err := mirrorconfig.FromLock(l)
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.lockFile, err)
+	}
+	log := o.root.log(stderr)
+	if o.format == "containerd" {
+		written, err := mirrorconfig.WriteContainerd(o.output, regs)
+		for _, p := range written {
+			log.Info("wrote", "file", p)
+		}
+		return err
+	}
+	if o.output == "" {
+		return mirrorconfig.RegistriesConf(stdout, regs)
+	}
+	if err := atomicfile.Write(o.output, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs) }); err != nil {
+		return err
+	}
+	log.Info("wrote", "file", o.output)
+	return nil
+}

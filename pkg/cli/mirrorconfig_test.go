@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestMirrorConfigCLI(t *testing.T) {
+	lockPath := filepath.Join("..", "mirrorconfig", "testdata", "relocated.lock.yaml")
+	t.Run("containerd", func(t *testing.T) {
+		dir := t.TempDir()
+		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "containerd", "-o", dir)
+		if code != 0 || stdout != "" {
+			t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "docker.io", "hosts.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `server = "https://registry-1.docker.io"`) || !strings.Contains(string(b), `[host."https://registry.internal/v2/mirror"]`) {
+			t.Errorf("docker.io/hosts.toml:\n%s", b)
+		}
+		if !strings.Contains(stderr, "hosts.toml") {
+			t.Errorf("stderr does not name the files written: %q", stderr)
+		}
+	})
+	t.Run("crio to stdout", func(t *testing.T) {
+		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "crio")
+		if code != 0 || !strings.Contains(stdout, `pull-from-mirror = "digest-only"`) {
+			t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+		}
+	})
+	t.Run("crio to a file", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "50-ferry.conf")
+		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "crio", "-o", out)
+		if code != 0 || stdout != "" {
+			t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+		}
+		if b, err := os.ReadFile(out); err != nil || !strings.Contains(string(b), `prefix = "gcr.io"`) {
+			t.Errorf("%s: %v\n%s", out, err, b)
+		}
+	})
+}
+
+func TestMirrorConfigCLIErrors(t *testing.T) {
+	flat := filepath.Join("..", "mirrorconfig", "testdata", "flat.lock.yaml")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"no lock", []string{"mirror-config", "--format", "crio"}, 2, "--lock is required"},
+		{"bad format", []string{"mirror-config", "--lock", flat, "--format", "docker"}, 2, "want containerd or crio"},
+		{"containerd without dir", []string{"mirror-config", "--lock", flat}, 2, "pass -o DIR"},
+		{"flat layout", []string{"mirror-config", "--lock", flat, "--format", "crio"}, 1, "--layout path"},
+		{"missing lock", []string{"mirror-config", "--lock", "/nonexistent.yaml", "--format", "crio"}, 1, "reading lock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := runWebhookCLI(t, tt.args...)
+			if code != tt.code || stdout != "" || !strings.Contains(stderr, tt.msg) {
+				t.Errorf("exit %d (want %d), stdout %q, stderr %q (want %q)", code, tt.code, stdout, stderr, tt.msg)
+			}
+		})
+	}
+}
