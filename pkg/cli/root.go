@@ -48,6 +48,8 @@ the manifests to the new locations.`,
 	cmd.AddCommand(
 		newVersionCmd(),
 		newCompletionCmd(),
+		newWebhookCmd(o),
+		newMirrorConfigCmd(o),
 	)
 	return cmd, o
 }
