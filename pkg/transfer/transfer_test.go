@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/pkg/destination"
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/google/go-cmp/cmp"
@@ -367,4 +368,60 @@ func TestCheck(t *testing.T) {
 	if diff := cmp.Diff(want, ie.Missing, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("missing (-want +got):\n%s", diff)
 	}
+}
+
+func TestRelocate(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	ctx := context.Background()
+	var entries []Entry
+	for i, src := range []string{"gcr.io/team/api", "quay.io/team/web"} {
+		root := s.images[i].Root
+		d := root.Desc.Digest.String()
+		entries = append(entries, Entry{
+			Image: lock.Image{Image: src + ":v1", Digest: d, MediaType: string(root.Desc.MediaType), Resolved: src + "@" + d},
+			From:  s.src,
+		})
+	}
+	out, res, err := Relocate(ctx, reg.client(t), entries, RelocateOptions{Repository: reg.host + "/mirror"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TagsPushed != 2 || res.BlobsMounted != 3 {
+		t.Errorf("result %+v: want 2 tags pushed and the config and base layers mounted", res)
+	}
+	var got []string
+	for _, im := range out.Images {
+		got = append(got, im.Relocated)
+	}
+	want := []string{
+		reg.host + "/mirror/team/api@" + s.images[0].Root.Desc.Digest.String(),
+		reg.host + "/mirror/team/web@" + s.images[1].Root.Desc.Digest.String(),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("relocated (-want +got):\n%s", diff)
+	}
+	if err := out.Validate(); err != nil {
+		t.Errorf("relocated lock is invalid: %v", err)
+	}
+	if raw, _ := reg.raw(t, "mirror/team/web", "v1"); !bytes.Equal(raw, s.images[1].Root.Raw) {
+		t.Error("mirror/team/web:v1 does not serve the source manifest")
+	}
+
+	t.Run("collision pushes nothing", func(t *testing.T) {
+		reg.requests()
+		entries[1].Image.Image = "quay.io/team/api:v1"
+		entries[1].Image.Resolved = "quay.io/team/api@" + entries[1].Image.Digest
+		_, _, err := Relocate(ctx, reg.client(t), entries, RelocateOptions{Repository: reg.host + "/other"})
+		var ce *destination.CollisionError
+		if !errors.As(err, &ce) {
+			t.Fatalf("err = %v, want *destination.CollisionError", err)
+		}
+		if reqs := reg.requests(); len(reqs) != 0 {
+			t.Errorf("requests sent before refusing: %v", reqs)
+		}
+		if _, _, err := Relocate(ctx, reg.client(t), entries, RelocateOptions{Repository: reg.host + "/other", Layout: destination.LayoutHost}); err != nil {
+			t.Errorf("layout host: %v", err)
+		}
+	})
 }
