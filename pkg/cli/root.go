@@ -48,6 +48,9 @@ the manifests to the new locations.`,
 	cmd.AddCommand(
 		newVersionCmd(),
 		newCompletionCmd(),
+		newPkgCmd(o),
+		newVerifyCmd(o),
+		newInspectCmd(o),
 		newWebhookCmd(o),
 		newMirrorConfigCmd(o),
 	)

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ferry-dev/ferry/pkg/bundle"
+	"github.com/spf13/cobra"
+)
+
+type inspectOptions struct {
+	root   *rootOptions
+	input  string
+	output string
+}
+
+func newInspectCmd(root *rootOptions) *cobra.Command {
+	o := &inspectOptions{root: root}
+	cmd := &cobra.Command{
+		Use:   "inspect -i BUNDLE.tar [-o text|json]",
+		Short: "Show what a bundle holds: images, platforms, sizes, shared bytes",
+		Long: `inspect lists a bundle's images with their digests, media types, platforms and
+sizes, and how many bytes storing shared blobs once saved. It reads the manifests
+(checking each) but not the layers: 'ferry verify -i' re-hashes everything.`,
+		Example: `  ferry inspect -i bundle.tar
+
+  # Digests of every image, for a script
+  ferry inspect -i bundle.tar -o json | jq -r '.images[] | .name + " " + .digest'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to inspect (required)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout io.Writer) error {
+	if o.input == "" {
+		return usageErrorf(cmd, "no bundle: pass it with -i BUNDLE.tar")
+	}
+	if o.output != "text" && o.output != "json" {
+		return usageErrorf(cmd, "-o %q: want text or json", o.output)
+	}
+	s, err := bundle.Inspect(o.input)
+	if err != nil {
+		return err
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tDIGEST\tTYPE\tPLATFORMS\tSIZE")
+	for _, im := range s.Images {
+		var plats []string
+		for _, p := range im.Platforms {
+			name := p.Platform
+			if name == "" {
+				name = "?"
+			}
+			plats = append(plats, name)
+		}
+		kind := "image"
+		if strings.Contains(im.MediaType, "index") || strings.Contains(im.MediaType, "list") {
+			kind = "index"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Name, im.Digest, kind, strings.Join(plats, ","), humanBytes(im.Size))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "\n%d images, %s in total, %s stored (%s shared across images), bundle file %s\n",
+		len(s.Images), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), humanBytes(s.FileSize))
+	return err
+}

@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/bundle"
+	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/source"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+)
+
+type pkgOptions struct {
+	root                    *rootOptions
+	in                      inputFlags
+	reg                     registryFlags
+	lock                    string
+	output                  string
+	includeNonDistributable bool
+}
+
+func newPkgCmd(root *rootOptions) *cobra.Command {
+	o := &pkgOptions{root: root}
+	cmd := &cobra.Command{
+		Use:   "pkg (-f PATH... | --lock FILE) -o BUNDLE.tar",
+		Short: "Fetch every image into one bundle file to carry across an air gap",
+		Long: `pkg fetches every image of the manifests (or of a lock), every platform of every
+index, into one plain tar of an OCI image layout: manifests as the registries served
+them, each blob once however many images share it, every byte checked against its
+digest. The lock goes in as ferry.lock.yaml. The same images give the same bytes.
+
+The bundle is built in .BUNDLE.tar.partial beside the output and renamed when
+complete; .BUNDLE.tar.partial.journal lists the blobs already written. Interrupted?
+Run the same command again: only the missing blobs are fetched. Delete both files to
+start over.
+
+skopeo reads a bundle too: skopeo inspect --raw oci-archive:BUNDLE.tar:REF, where
+REF is the reference as written in the manifests (see docs/bundle.md).`,
+		Example: `  # Bundle the images of a release
+  ferry pkg -f release.yaml -o bundle.tar
+
+  # Bundle from a lock written by 'ferry resolve'
+  ferry pkg --lock images.lock.yaml -o bundle.tar
+
+  # Also carry non-distributable (foreign) layers, where licences allow
+  ferry pkg --lock images.lock.yaml -o bundle.tar --include-non-distributable`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd)
+		},
+	}
+	o.in.add(cmd.Flags())
+	o.reg.add(cmd.Flags())
+	cmd.Flags().StringVar(&o.lock, "lock", "", "bundle the images of this lock instead of scanning -f")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "bundle file to write (required)")
+	cmd.Flags().BoolVar(&o.includeNonDistributable, "include-non-distributable", false, "also bundle non-distributable (foreign) layers; left out by default and recorded in the lock")
+	return cmd
+}
+
+func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
+	if o.output == "" {
+		return usageErrorf(cmd, "no output: pass the bundle file with -o BUNDLE.tar")
+	}
+	client, err := o.reg.client(cmd)
+	if err != nil {
+		return err
+	}
+	lf, err := o.root.lockFor(ctx, cmd, &o.in, o.lock, client)
+	if err != nil {
+		return err
+	}
+	entries, err := walkLock(ctx, client, lf, graph.Options{IncludeNonDistributable: o.includeNonDistributable})
+	if err != nil {
+		return err
+	}
+	st, err := bundle.Write(ctx, o.output, entries, bundle.Options{Lock: lf, Jobs: o.reg.jobs, Progress: o.root.progress(cmd.ErrOrStderr())})
+	if err != nil {
+		return fmt.Errorf("writing bundle %s: %w", o.output, err)
+	}
+	o.root.log(cmd.ErrOrStderr()).Info("wrote bundle", "file", o.output, "images", st.Images, "blobs", st.Files,
+		"size", humanBytes(st.Size), "fetched", humanBytes(st.FetchedBytes), "resumed", humanBytes(st.ResumedBytes))
+	return nil
+}
+
+// walkLock fetches every manifest of every lock image, concurrently, and
+// records the non-distributable layers left out in lf.
+func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options) ([]bundle.Entry, error) {
+	entries := make([]bundle.Entry, len(lf.Images))
+	repos := map[string]*source.Repo{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(client.Jobs())
+	for i, im := range lf.Images {
+		ref, err := imageref.Parse(im.Resolved)
+		if err != nil {
+			if ref, err = imageref.Parse(im.Image); err != nil {
+				return nil, fmt.Errorf("lock entry %q: %w", im.Image, err)
+			}
+		}
+		h, err := v1.NewHash(im.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("lock entry %q has no valid digest (%q): run 'ferry resolve --lock-output' first", im.Image, im.Digest)
+		}
+		repo := repos[ref.Repo.Name()]
+		if repo == nil {
+			repo = source.New(client, ref.Repo)
+			repos[ref.Repo.Name()] = repo
+		}
+		desc := v1.Descriptor{Digest: h, Size: im.Size, MediaType: types.MediaType(im.MediaType)}
+		g.Go(func() error {
+			root, err := graph.Walk(gctx, repo, desc, wo)
+			if err != nil {
+				return fmt.Errorf("fetching manifests of %q (%s@%s): %w", im.Image, ref.Repo, im.Digest, err)
+			}
+			entries[i] = bundle.Entry{Name: im.Image, Root: root, Fetcher: repo}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i, e := range entries {
+		var left []string
+		for _, d := range e.Root.AllSkipped() {
+			left = append(left, d.Digest.String())
+		}
+		slices.Sort(left)
+		lf.Images[i].NonDistributable = left
+	}
+	return entries, nil
+}
+
+// humanBytes renders n in binary units.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
