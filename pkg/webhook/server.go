@@ -33,6 +33,8 @@ type Options struct {
 	// ShutdownTimeout bounds the wait for requests in flight; 10s when zero.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// Listener, when set, is served instead of listening on Addr.
+	Listener net.Listener
 }
 
 // Serve answers AdmissionReviews over HTTPS until ctx is cancelled, then
@@ -73,9 +75,11 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	h := NewHandler(m, o.Policy, log)
 
-	ln, err := net.Listen("tcp", o.Addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", o.Addr, err)
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.Addr); err != nil {
+			return fmt.Errorf("listening on %s: %w", o.Addr, err)
+		}
 	}
 	srv := &http.Server{
 		Handler:           h,
@@ -98,7 +102,7 @@ func Serve(ctx context.Context, o Options) error {
 	for {
 		select {
 		case err := <-served:
-			return fmt.Errorf("serving on %s: %w", o.Addr, err)
+			return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
 		case <-ctx.Done():
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
@@ -107,7 +111,7 @@ func Serve(ctx context.Context, o Options) error {
 				return fmt.Errorf("shutting down: %w", err)
 			}
 			if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serving on %s: %w", o.Addr, err)
+				return fmt.Errorf("serving on %s: %w", ln.Addr(), err)
 			}
 			return nil
 		case <-ticker.C:
