@@ -42,17 +42,22 @@ type Options struct {
 	DialTimeout time.Duration
 	// TLSHandshakeTimeout bounds the TLS handshake; 0 means 10s.
 	TLSHandshakeTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for an answer once a request
-	// is sent; 0 means 60s (a registry may take a while to commit a large
-	// upload).
+	// ResponseHeaderTimeout bounds the wait for the answer to a GET or
+	// HEAD once it is sent; 0 means 20s. It applies to each try, also with
+	// a replaced Transport.
 	ResponseHeaderTimeout time.Duration
+	// CommitTimeout is ResponseHeaderTimeout for requests that send data
+	// (PUT, POST, PATCH): a registry may take minutes to commit a large
+	// upload to its storage. 0 means 5m.
+	CommitTimeout time.Duration
 }
 
 // Default timeouts of Options.
 const (
 	DefaultDialTimeout           = 5 * time.Second
 	DefaultTLSHandshakeTimeout   = 10 * time.Second
-	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultResponseHeaderTimeout = 20 * time.Second
+	DefaultCommitTimeout         = 5 * time.Minute
 )
 
 // Client holds what every registry call needs.
@@ -91,7 +96,13 @@ func New(o Options) (*Client, error) {
 	c.limits = newLimiter(c.jobs)
 	// The guard is outermost: a refusal is final, not worth a retry.
 	c.transport = &httpGuard{
-		next:    &retryTransport{next: base, policy: o.Retry.withDefaults(), limits: c.limits},
+		next: &retryTransport{
+			next:          base,
+			policy:        o.Retry.withDefaults(),
+			limits:        c.limits,
+			headerTimeout: cmp.Or(o.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+			commitTimeout: cmp.Or(o.CommitTimeout, DefaultCommitTimeout),
+		},
 		allowed: c.allowsHTTP,
 	}
 	return c, nil
@@ -118,7 +129,6 @@ func newTransport(o Options, jobs int) (*http.Transport, error) {
 		DialContext:           dialer.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   cmp.Or(o.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
-		ResponseHeaderTimeout: cmp.Or(o.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          4 * jobs,

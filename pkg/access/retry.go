@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 // from hanging on a registry that is really down.
 const (
 	DefaultMaxAttempts   = 6
+	DefaultMaxTimeouts   = 2
 	DefaultBaseDelay     = 200 * time.Millisecond
 	DefaultMaxDelay      = 10 * time.Second
 	DefaultMaxRetryAfter = 60 * time.Second
@@ -35,6 +37,11 @@ type RetryPolicy struct {
 	// MaxAttempts bounds the tries of one request, the first included;
 	// 0 means DefaultMaxAttempts and 1 turns retries off.
 	MaxAttempts int
+	// MaxTimeouts bounds the tries of one request that end in a timeout
+	// (connecting, the TLS handshake, waiting for the answer): a registry
+	// that did not answer twice in a row is down or cut off, and each such
+	// try costs a full timeout. 0 means DefaultMaxTimeouts.
+	MaxTimeouts int
 	// BaseDelay and MaxDelay shape the exponential backoff: before try n+1
 	// ferry waits a random time between 0 and min(MaxDelay, BaseDelay·2^(n-1))
 	// ("full jitter", so that many clients do not retry in step).
@@ -54,6 +61,9 @@ type RetryPolicy struct {
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.MaxAttempts <= 0 {
 		p.MaxAttempts = DefaultMaxAttempts
+	}
+	if p.MaxTimeouts <= 0 {
+		p.MaxTimeouts = DefaultMaxTimeouts
 	}
 	if p.BaseDelay <= 0 {
 		p.BaseDelay = DefaultBaseDelay
@@ -156,6 +166,9 @@ type retryTransport struct {
 	next   http.RoundTripper
 	policy RetryPolicy
 	limits *limiter
+	// headerTimeout bounds each try of a GET or HEAD until its headers
+	// arrive; commitTimeout that of a request sending data.
+	headerTimeout, commitTimeout time.Duration
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -164,6 +177,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := p.Now()
 	// A body that cannot be sent again makes the first try the only one.
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	timeouts := 0
 	for attempt := 1; ; attempt++ {
 		r := req
 		if attempt > 1 && req.Body != nil && req.Body != http.NoBody {
@@ -179,8 +193,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !retry || !replayable {
 			return resp, err
 		}
+		if isTimeout(err) {
+			timeouts++
+		}
 		elapsed := p.Now().Sub(start)
-		if attempt >= p.MaxAttempts || elapsed+wait > p.Budget {
+		if attempt >= p.MaxAttempts || timeouts >= p.MaxTimeouts || elapsed+wait > p.Budget {
 			return nil, giveUp(req, resp, err, attempt, elapsed)
 		}
 		if resp != nil {
@@ -201,13 +218,70 @@ func (t *retryTransport) once(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := t.next.RoundTrip(req)
+	resp, err := t.withTimeout(req)
 	// The slot is held until the headers arrive, not until the body is
 	// read: a caller may keep a body open while it makes another request
 	// to the same host (copying within one registry), which must not
 	// deadlock at a limit of one. Rate limits count requests anyway.
 	release(resp != nil && resp.StatusCode == http.StatusTooManyRequests)
 	return resp, err
+}
+
+// withTimeout makes one try, bounded until its headers arrive. The timeout
+// is kept here rather than in http.Transport so that reads and writes get
+// different ones.
+func (t *retryTransport) withTimeout(req *http.Request) (*http.Response, error) {
+	d := t.headerTimeout
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		d = t.commitTimeout
+	}
+	ctx, cancel := context.WithCancel(req.Context())
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(d, func() {
+		timedOut.Store(true)
+		cancel()
+	})
+	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	if !timer.Stop() && timedOut.Load() {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		cancel()
+		return nil, &headerTimeoutError{after: d}
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	// The body is read under ctx: it is released when the body is closed.
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// headerTimeoutError is a try that got no answer in time.
+type headerTimeoutError struct{ after time.Duration }
+
+func (e *headerTimeoutError) Error() string {
+	return fmt.Sprintf("no answer within %s", e.after)
+}
+
+func (e *headerTimeoutError) Timeout() bool   { return true }
+func (e *headerTimeoutError) Temporary() bool { return false }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && errors.As(err, &ne) && ne.Timeout()
 }
 
 // retryable reports whether the outcome of try n is worth another, and how

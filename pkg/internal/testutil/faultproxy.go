@@ -83,6 +83,14 @@ type Fault struct {
 	// many bytes of the response body were sent; the client sees the body
 	// end early. 0 means no cut (use Status for an empty answer).
 	CutAfter int64
+	// StallAfter forwards the request but, once this many bytes of the body
+	// were sent, sends nothing more until the client gives up: a stuck
+	// connection. 0 means no stall.
+	StallAfter int64
+	// IgnoreRange drops the Range header before forwarding, as a registry
+	// or cache that does not do partial answers: the client gets 200 and
+	// the whole body.
+	IgnoreRange bool
 	// CorruptAt flips the bits of the body byte at this offset (counted
 	// from 1, so that 0 means off): the registry then serves bytes that do
 	// not match their digest.
@@ -103,7 +111,8 @@ type Request struct {
 	Kind   Kind
 	// Range is the Range header, for resumed downloads.
 	Range string
-	// Status is what the client was sent (after any fault).
+	// Status is what the client was sent (after any fault); 0 while the
+	// request has no answer yet.
 	Status int
 	// Fault is the index of the rule that hit it, -1 for none.
 	Fault int
@@ -124,7 +133,7 @@ type FaultProxy struct {
 
 	mu          sync.Mutex
 	faults      []*Fault
-	seen        []Request
+	seen        []*Request
 	inFlight    int
 	maxInFlight int
 }
@@ -207,7 +216,11 @@ func (p *FaultProxy) ServeManifest(ref string, raw []byte) *Fault {
 func (p *FaultProxy) Seen() []Request {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Request(nil), p.seen...)
+	out := make([]Request, len(p.seen))
+	for i, r := range p.seen {
+		out[i] = *r
+	}
+	return out
 }
 
 // Count is how many requests of method ("" for any) and kind ("" for any)
@@ -258,14 +271,17 @@ func faultFrom(r *http.Request) *Fault {
 
 var discardLog = log.New(io.Discard, "", 0)
 
-// pick records the request, counts it in flight and returns the index of
-// the rule that hits it, or -1.
-func (p *FaultProxy) pick(r *http.Request) (int, *Fault) {
+// pick records the request as it arrives (a client may have its whole
+// answer before the handler returns), counts it in flight and returns the
+// rule that hits it, if any.
+func (p *FaultProxy) pick(r *http.Request) (*Request, *Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inFlight++
 	p.maxInFlight = max(p.maxInFlight, p.inFlight)
 	kind := KindOf(r.URL.Path)
+	seen := &Request{Method: r.Method, Path: r.URL.Path, Kind: kind, Range: r.Header.Get("Range"), Fault: -1}
+	p.seen = append(p.seen, seen)
 	for i, f := range p.faults {
 		if (f.Method != "" && f.Method != r.Method) || (f.Kind != "" && f.Kind != kind) || !strings.Contains(r.URL.Path, f.PathContains) {
 			continue
@@ -281,22 +297,24 @@ func (p *FaultProxy) pick(r *http.Request) (int, *Fault) {
 			continue
 		}
 		f.hits++
-		return i, f
+		seen.Fault = i
+		return seen, f
 	}
-	return -1, nil
+	return seen, nil
 }
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
-	i, f := p.pick(r)
+	seen, f := p.pick(r)
 	sw := &statusWriter{ResponseWriter: w}
+	sw.onStatus = func(code int) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		seen.Status = code
+	}
 	defer func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.inFlight--
-		p.seen = append(p.seen, Request{
-			Method: r.Method, Path: r.URL.Path, Kind: KindOf(r.URL.Path), Range: r.Header.Get("Range"),
-			Status: sw.status, Fault: i,
-		})
 	}()
 	if f != nil && f.Delay > 0 {
 		select {
@@ -322,6 +340,9 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if f != nil {
 		r = r.WithContext(contextWithFault(r, f))
+		if f.IgnoreRange {
+			r.Header.Del("Range")
+		}
 	}
 	p.proxy.ServeHTTP(sw, r)
 }
@@ -340,6 +361,8 @@ func (p *FaultProxy) modify(resp *http.Response) error {
 		resp.Header.Set("Content-Length", strconv.Itoa(len(f.Body)))
 	case f.CutAfter > 0:
 		resp.Body = &cutBody{r: io.LimitReader(resp.Body, f.CutAfter), c: resp.Body}
+	case f.StallAfter > 0:
+		resp.Body = &stallBody{r: io.LimitReader(resp.Body, f.StallAfter), c: resp.Body, done: resp.Request.Context().Done()}
 	case f.CorruptAt > 0:
 		resp.Body = &corruptBody{rc: resp.Body, at: f.CorruptAt - 1}
 	}
@@ -365,6 +388,23 @@ func (b *cutBody) Read(p []byte) (int, error) {
 
 func (b *cutBody) Close() error { return b.c.Close() }
 
+type stallBody struct {
+	r    io.Reader
+	c    io.Closer
+	done <-chan struct{}
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		<-b.done
+		return n, errCut
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error { return b.c.Close() }
+
 type corruptBody struct {
 	rc  io.ReadCloser
 	at  int64
@@ -386,19 +426,21 @@ func (b *corruptBody) Close() error { return b.rc.Close() }
 // flushes every write) but not Hijack, which the proxy does not need.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	onStatus func(int)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		w.onStatus(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }
