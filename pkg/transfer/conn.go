@@ -51,6 +51,13 @@ func dial(ctx context.Context, c *access.Client, reg name.Registry, scopes []str
 	}
 	t, err := transport.NewWithContext(ctx, reg, auth, c.Transport(), scopes)
 	if err != nil {
+		// The ping tries HTTPS and, for an insecure host, HTTP, and joins
+		// both failures; when the transport gave up retrying, its error
+		// says it all once.
+		var re *access.RetryError
+		if errors.As(err, &re) {
+			err = re
+		}
 		return nil, fmt.Errorf("connecting to %s: %w", reg.RegistryStr(), err)
 	}
 	return &conn{reg: reg, scheme: reg.Scheme(), http: &http.Client{Transport: t}}, nil
