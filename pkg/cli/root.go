@@ -48,11 +48,16 @@ the manifests to the new locations.`,
 	cmd.AddCommand(
 		newVersionCmd(),
 		newCompletionCmd(),
+		newWebhookCmd(o),
+		newMirrorConfigCmd(o),
 		newPkgCmd(o),
 		newVerifyCmd(o),
 		newInspectCmd(o),
-		newWebhookCmd(o),
-		newMirrorConfigCmd(o),
+		newScanCmd(o),
+		newResolveCmd(o),
+		newRewriteCmd(o),
+		newUnpkgCmd(o),
+		newRelocateCmd(o),
 	)
 	return cmd, o
 }

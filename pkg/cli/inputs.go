@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/resolve"
+	"github.com/ferry-dev/ferry/pkg/scan"
+	"github.com/spf13/cobra"
+)
+
+// scanOptions builds the scanner's options from -f/--config.
+func (f *inputFlags) scanOptions(stdin io.Reader) (scan.Options, error) {
+	o := scan.Options{Stdin: stdin}
+	if f.config != "" {
+		c, err := scan.LoadConfig(f.config)
+		if err != nil {
+			return o, err
+		}
+		o.Config = c
+	}
+	return o, nil
+}
+
+// references scans the inputs and parses every reference found, failing on
+// the first invalid one with its file and line.
+func (f *inputFlags) references(ctx context.Context, stdin io.Reader) ([]resolve.Input, error) {
+	so, err := f.scanOptions(stdin)
+	if err != nil {
+		return nil, err
+	}
+	hits, err := scan.Scan(ctx, f.files, so)
+	if err != nil {
+		return nil, err
+	}
+	var inputs []resolve.Input
+	var bad []error
+	for _, h := range hits {
+		r, err := imageref.Parse(h.Image)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("%s:%d: %w", h.File, h.Line, err))
+			continue
+		}
+		inputs = append(inputs, resolve.Input{Ref: r, Sources: []lock.Source{{File: h.File, Line: h.Line, Path: h.Path}}})
+	}
+	switch len(bad) {
+	case 0:
+		return inputs, nil
+	case 1:
+		return nil, bad[0]
+	default:
+		return nil, fmt.Errorf("%w (and %d more invalid references)", bad[0], len(bad)-1)
+	}
+}
+
+// lockFor returns the lock named by --lock, or resolves the -f inputs into
+// one. Exactly one of the two must be given.
+func (o *rootOptions) lockFor(ctx context.Context, cmd *cobra.Command, in *inputFlags, lockPath string, client *access.Client) (*lock.File, error) {
+	switch {
+	case lockPath != "" && len(in.files) > 0:
+		return nil, usageErrorf(cmd, "give either -f manifests or --lock, not both")
+	case lockPath == "" && len(in.files) == 0:
+		return nil, usageErrorf(cmd, "no input: pass manifests with -f, or a lock with --lock")
+	case lockPath != "":
+		f, err := lock.Read(lockPath)
+		if err != nil {
+			return nil, err
+		}
+		for _, im := range f.Images {
+			if im.Digest == "" || im.Resolved == "" {
+				return nil, fmt.Errorf("%s: %q has no digest: run 'ferry resolve --lock-output' to make a complete lock", lockPath, im.Image)
+			}
+		}
+		return f, nil
+	}
+	inputs, err := in.references(ctx, cmd.InOrStdin())
+	if err != nil {
+		return nil, err
+	}
+	if len(inputs) == 0 {
+		return nil, errors.New("no image references found in the inputs: check the -f paths, or add search rules with --config")
+	}
+	log := o.log(cmd.ErrOrStderr())
+	log.Debug("resolving", slog.Int("references", len(inputs)))
+	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: func(m string) { log.Warn(m) }})
+}
