@@ -212,6 +212,8 @@ func decodeReview(r io.Reader) (*admissionv1.AdmissionReview, error) {
 		return nil, fmt.Errorf("%w: no request", errBadReview)
 	case review.Request.UID == "":
 		return nil, fmt.Errorf("%w: request has no uid", errBadReview)
+	case review.Request.Kind.Kind == "":
+		return nil, fmt.Errorf("%w: request has no kind", errBadReview)
 	}
 	return &review, nil
 }

@@ -227,6 +227,7 @@ func TestBadRequests(t *testing.T) {
 		{"other kind", "/mutate", http.MethodPost, []byte(`{"apiVersion":"v1","kind":"Pod"}`), http.StatusBadRequest},
 		{"no request", "/mutate", http.MethodPost, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), http.StatusBadRequest},
 		{"no uid", "/mutate", http.MethodPost, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`), http.StatusBadRequest},
+		{"no kind", "/mutate", http.MethodPost, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{}}}`), http.StatusBadRequest},
 		{"wrong types", "/validate", http.MethodPost, []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":5}}`), http.StatusBadRequest},
 		{"too big", "/mutate", http.MethodPost, bytes.Repeat([]byte(" "), MaxBodyBytes+1), http.StatusRequestEntityTooLarge},
 		{"GET", "/mutate", http.MethodGet, nil, http.StatusMethodNotAllowed},
