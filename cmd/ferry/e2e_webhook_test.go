@@ -493,4 +493,3 @@ func TestWebhookServeEndToEnd(t *testing.T) {
 		}
 	}
 }
-
