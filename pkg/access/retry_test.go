@@ -458,8 +458,9 @@ func TestLimiterWaiterCancelled(t *testing.T) {
 }
 
 // TestRemoteDoesNotRetryAgain checks that go-containerregistry's own retries
-// are off: a manifest that always fails is asked for MaxAttempts times, not
-// MaxAttempts times go-containerregistry's three.
+// are off: a manifest whose connection is always cut (which its retry
+// predicate would retry) is asked for MaxAttempts times, not MaxAttempts
+// times go-containerregistry's three.
 func TestRemoteDoesNotRetryAgain(t *testing.T) {
 	var manifests atomic.Int64
 	srv := startServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
@@ -467,8 +468,13 @@ func TestRemoteDoesNotRetryAgain(t *testing.T) {
 			return
 		}
 		manifests.Add(1)
-		w.WriteHeader(http.StatusInternalServerError)
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
 	})
+	// A fresh connection for every request, so that net/http does not
+	// quietly try again on a reused one and blur the count.
+	srv.Config.SetKeepAlivesEnabled(false)
 	c := newClient(t, Options{Retry: RetryPolicy{MaxAttempts: 3, Sleep: newFakeClock().Sleep}}, srv.host())
 	ref, err := name.ParseReference(srv.host() + "/x/y:v1")
 	if err != nil {
