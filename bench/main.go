@@ -1,0 +1,482 @@
+// Command bench runs ferry side by side with crane, skopeo and regctl on a
+// generated, seeded image set served by local docker-registry processes, and
+// writes the medians to docs/performance.md. Run it with `make bench`
+// (BENCHFLAGS="-scale 0.25 -runs 3" for a quick look); -h lists the flags.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	scale     float64
+	runs      int
+	jobs      map[string]bool
+	scales    []float64
+	scaleRuns int
+	out       string
+	seed      uint64
+	tools     []string
+	bigMiB    int
+	workDir   string
+	floorRuns int
+}
+
+func main() {
+	var c config
+	var jobs, scales, tools string
+	flag.Float64Var(&c.scale, "scale", 1, "size of the image set: 1 is about 1.5 GiB of unique blobs in 12 repositories")
+	flag.IntVar(&c.runs, "runs", 5, "runs per tool and job (medians are reported); 3 for a quick look")
+	flag.StringVar(&jobs, "jobs", "a,b,c,floor,rerun", "which of a (pkg), b (unpkg), c (relocate), floor, rerun to run")
+	flag.StringVar(&scales, "scales", "", `scaling study, e.g. "0.25,1,4" (off by default: 4x alone is ~6 GiB per tool and run)`)
+	flag.IntVar(&c.scaleRuns, "scale-runs", 3, "runs per tool and job in the scaling study")
+	flag.StringVar(&c.out, "out", "docs/performance.md", "markdown report to write")
+	flag.Uint64Var(&c.seed, "seed", 1, "seed of the generated image set")
+	flag.StringVar(&tools, "tools", "ferry,crane,skopeo,regctl", "tools to compare")
+	flag.IntVar(&c.bigMiB, "big-layer", 0, "add a repository with one layer of this many MiB (1024 checks memory on a 1 GiB layer)")
+	flag.StringVar(&c.workDir, "work", "bench/out", "cache, tools and scratch directory")
+	flag.IntVar(&c.floorRuns, "floor-runs", 3, "repetitions of each floor measurement")
+	flag.Parse()
+	c.jobs = map[string]bool{}
+	for _, j := range strings.Split(jobs, ",") {
+		c.jobs[strings.TrimSpace(j)] = true
+	}
+	for _, s := range strings.Split(scales, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || f <= 0 {
+				fmt.Fprintf(os.Stderr, "bench: -scales: %q is not a positive number\n", s)
+				os.Exit(2)
+			}
+			c.scales = append(c.scales, f)
+		}
+	}
+	c.tools = strings.Split(tools, ",")
+	if c.runs < 1 || c.scale <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -runs must be at least 1 and -scale positive")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		if context.Cause(ctx) != nil {
+			time.Sleep(200 * time.Millisecond) // let killed tools exit
+			runCleanups()
+			fmt.Fprintln(os.Stderr, "bench: interrupted; registries stopped")
+			os.Exit(130)
+		}
+	}()
+	err := run(ctx, c)
+	runCleanups()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(f string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, args...))
+}
+
+func run(ctx context.Context, c config) error {
+	if _, err := os.Stat("/usr/bin/time"); err != nil {
+		return fmt.Errorf("/usr/bin/time not found: apt-get install -y time")
+	}
+	if _, err := os.Stat("go.mod"); err != nil {
+		return fmt.Errorf("run from the repository root (make bench)")
+	}
+	started := time.Now()
+	toolsDir := filepath.Join(c.workDir, "tools")
+	if err := buildTools(ctx, toolsDir, logf); err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(toolsDir)
+	var ts []*tool
+	for _, n := range c.tools {
+		switch strings.TrimSpace(n) {
+		case "ferry":
+			ts = append(ts, ferryTool(filepath.Join(abs, "ferry")))
+		case "crane":
+			ts = append(ts, craneTool(filepath.Join(abs, "crane")))
+		case "skopeo":
+			ts = append(ts, skopeoTool())
+		case "regctl":
+			ts = append(ts, regctlTool(filepath.Join(abs, "regctl")))
+		default:
+			return fmt.Errorf("-tools: unknown tool %q", n)
+		}
+	}
+	for _, t := range ts {
+		for _, j := range []string{jobPkg, jobUnpkg, jobRelocate} {
+			if ok, why := t.can(j); !ok {
+				logf("%s job %s: %s", t.name, j, why)
+			}
+		}
+	}
+	rep := &report{Started: started, Config: c, Machine: machine(), Tools: ts}
+	loadTick := time.NewTicker(time.Minute)
+	defer loadTick.Stop()
+	rep.Machine.Load = append(rep.Machine.Load, loadAvg())
+	go func() {
+		for range loadTick.C {
+			loadMu.Lock()
+			rep.Machine.Load = append(rep.Machine.Load, loadAvg())
+			loadMu.Unlock()
+		}
+	}()
+	res, err := benchScale(ctx, c, c.scale, c.runs, c.jobs, ts, true)
+	if err != nil {
+		return err
+	}
+	rep.Main = res
+	for _, s := range c.scales {
+		j := map[string]bool{jobPkg: c.jobs[jobPkg], jobUnpkg: c.jobs[jobUnpkg], jobRelocate: c.jobs[jobRelocate], "floor": c.jobs["floor"]}
+		var r *scaleResult
+		if s == c.scale && c.scaleRuns <= c.runs {
+			r = res
+		} else if r, err = benchScale(ctx, c, s, c.scaleRuns, j, ts, false); err != nil {
+			return err
+		}
+		rep.Scales = append(rep.Scales, r)
+	}
+	rep.Elapsed = time.Since(started)
+	loadTick.Stop()
+	loadMu.Lock()
+	defer loadMu.Unlock()
+	rep.Machine.Load = summarizeLoad(rep.Machine.Load)
+	raw, _ := json.MarshalIndent(rep, "", "  ")
+	rawFile := filepath.Join(c.workDir, "results-"+started.Format("20060102-150405")+".json")
+	os.WriteFile(rawFile, raw, 0o644)
+	if err := os.WriteFile(c.out, []byte(rep.markdown()), 0o644); err != nil {
+		return err
+	}
+	logf("wrote %s (raw samples: %s) after %s", c.out, rawFile, rep.Elapsed.Round(time.Second))
+	return nil
+}
+
+// sample is one run of one tool on one job.
+type sample struct {
+	usage
+	Disk        int64 // artifact size (a) or target registry storage (b, c)
+	Recv        int64 // bytes the target registry received (b, c)
+	SrcSent     int64 // bytes the source registry sent (a, c)
+	BlobUploads int
+	Distinct    int
+	Mounts      int
+	Check       checkResult
+	Err         string
+}
+
+// cell is every sample of a tool on a job, first runs and reruns.
+type cell struct {
+	Tool, Job   string
+	Unavailable string
+	Runs        []sample
+	Reruns      []sample
+}
+
+type scaleResult struct {
+	Scale    float64
+	Set      *imageSet
+	Floor    *floorResult
+	Cells    map[string]*cell // tool + " " + job
+	LockFrom string
+	Elapsed  time.Duration
+}
+
+func (r *scaleResult) cell(tool, job string) *cell { return r.Cells[tool+" "+job] }
+
+// benchScale generates (or reuses) the set at scale, measures the floor and
+// runs every tool on every job runs times, alternating the order of tools.
+func benchScale(ctx context.Context, c config, scale float64, runs int, jobs map[string]bool, ts []*tool, main bool) (*scaleResult, error) {
+	start := time.Now()
+	res := &scaleResult{Scale: scale, Cells: map[string]*cell{}}
+	setDir := cachedSetDir(c.workDir, c.seed, scale, c.bigMiB)
+	storage := filepath.Join(setDir, "storage")
+	set, err := loadSet(setDir)
+	var src *registry
+	if err != nil {
+		logf("generating the image set at scale %g (seed %d) into %s", scale, c.seed, setDir)
+		if err := resetDir(setDir); err != nil {
+			return nil, err
+		}
+		if src, err = startRegistry(ctx, storage, filepath.Join(setDir, "conf")); err != nil {
+			return nil, err
+		}
+		if set, err = generate(ctx, src.Host, c.seed, scale, c.bigMiB, logf); err != nil {
+			return nil, err
+		}
+		if err := saveSet(setDir, set); err != nil {
+			return nil, err
+		}
+	} else {
+		logf("reusing the image set in %s", setDir)
+		if src, err = startRegistry(ctx, storage, filepath.Join(setDir, "conf")); err != nil {
+			return nil, err
+		}
+	}
+	defer src.stop()
+	res.Set = set
+	logf("set: %d images, %d unique blobs, %.2f GiB unique, %.2f GiB counting each repository's own copy",
+		len(set.Images), set.UniqueBlobs, gib(set.UniqueBytes), gib(set.TotalBytes))
+
+	work := filepath.Join(c.workDir, "work", fmt.Sprintf("scale%g", scale))
+	if err := resetDir(work); err != nil {
+		return nil, err
+	}
+	srcProxy, err := startProxy(src.Host)
+	if err != nil {
+		return nil, err
+	}
+	defer srcProxy.close()
+
+	if jobs["floor"] {
+		f, err := measureFloor(ctx, set, storage, work, c.floorRuns, logf)
+		if err != nil {
+			return nil, err
+		}
+		res.Floor = &f
+	}
+
+	// The release and ferry's lock name the source through its proxy.
+	release := filepath.Join(work, "release.yaml")
+	lockFile := filepath.Join(work, "images.lock.yaml")
+	if err := os.WriteFile(release, set.releaseYAML(srcProxy.Host), 0o644); err != nil {
+		return nil, err
+	}
+	res.LockFrom = "written by the harness (`ferry resolve` not available)"
+	ferryBin := filepath.Join(c.workDir, "tools", "ferry")
+	if ferryHas(ferryBin, "resolve") {
+		cmd := exec.CommandContext(ctx, ferryBin, "resolve", "-f", release, "--lock-output", lockFile, "--insecure-registry", srcProxy.Host, "-q")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			logf("ferry resolve failed, the harness writes the lock: %v: %s", err, strings.TrimSpace(string(out)))
+		} else {
+			res.LockFrom = "`ferry resolve -f release.yaml`"
+		}
+	}
+	if _, err := os.Stat(lockFile); err != nil {
+		if err := os.WriteFile(lockFile, set.lockYAML(srcProxy.Host), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	srcProxy.reset()
+
+	var order []*tool
+	order = append(order, ts...)
+	var finding *tool
+	if main && jobs[jobPkg] && hasTool(ts, "skopeo") {
+		finding = skopeoOCITool()
+	}
+	for r := range runs {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A B C, then B C A, ...: drift on a noisy machine hits every tool alike.
+		rot := append(append([]*tool{}, order[r%len(order):]...), order[:r%len(order)]...)
+		for _, job := range []string{jobPkg, jobUnpkg, jobRelocate} {
+			if !jobs[job] {
+				continue
+			}
+			list := rot
+			if job == jobPkg && r == 0 && finding != nil {
+				list = append(append([]*tool{}, rot...), finding)
+			}
+			for _, t := range list {
+				cl := res.Cells[t.name+" "+job]
+				if cl == nil {
+					cl = &cell{Tool: t.name, Job: job}
+					res.Cells[t.name+" "+job] = cl
+				}
+				if ok, why := t.can(job); !ok {
+					cl.Unavailable = why
+					continue
+				}
+				e := &env{set: set, src: srcProxy.Host, art: filepath.Join(work, "art", safeName(t.name)), lock: lockFile, tools: filepath.Join(c.workDir, "tools"),
+					run: filepath.Join(work, "runs", fmt.Sprintf("%d-%s-%s", r, job, safeName(t.name)))}
+				if err := resetDir(e.run); err != nil {
+					return nil, err
+				}
+				rerun := jobs["rerun"] && t != finding
+				first, again := runJob(ctx, t, job, e, srcProxy, rerun)
+				cl.Runs = append(cl.Runs, first)
+				if rerun {
+					cl.Reruns = append(cl.Reruns, again)
+				}
+				msg := fmt.Sprintf("run %d/%d scale %g job %s %-11s %6.2fs cpu %6.2fs rss %4.0f MiB digests %s", r+1, runs, scale, job, t.name, first.Wall, first.CPU, float64(first.RSS)/mib, first.Check)
+				if rerun {
+					msg += fmt.Sprintf("; rerun %.2fs", again.Wall)
+				}
+				if first.Err != "" {
+					msg += "; error: " + first.Err
+				}
+				logf("%s", msg)
+			}
+		}
+		// Artifacts are per run: free the disk (and page cache) before the next.
+		os.RemoveAll(filepath.Join(work, "art"))
+		os.RemoveAll(filepath.Join(work, "runs"))
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// safeName turns a tool name ("skopeo oci:") into a path element.
+func safeName(s string) string {
+	return strings.NewReplacer(" ", "-", ":", "").Replace(s)
+}
+
+func hasTool(ts []*tool, name string) bool {
+	for _, t := range ts {
+		if t.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// runJob runs a job once on fresh ground and, if rerun, once more with
+// everything left in place. b and c get a fresh target registry behind a
+// counting proxy, removed afterwards.
+func runJob(ctx context.Context, t *tool, job string, e *env, srcProxy *proxy, rerun bool) (first, again sample) {
+	var tgt *registry
+	var tgtProxy *proxy
+	if job != jobPkg {
+		storage := filepath.Join(e.run, "target")
+		var err error
+		if tgt, err = startRegistry(ctx, storage, filepath.Join(e.run, "conf")); err != nil {
+			first.Err = err.Error()
+			return
+		}
+		defer func() { tgt.stop(); os.RemoveAll(storage) }()
+		if tgtProxy, err = startProxy(tgt.Host); err != nil {
+			first.Err = err.Error()
+			return
+		}
+		defer tgtProxy.close()
+		e.tgt = tgtProxy.Host
+	}
+	once := func(fresh bool, tag string) sample {
+		var s sample
+		steps, err := t.plan(job, e, fresh)
+		if err != nil {
+			s.Err = "setup: " + err.Error()
+			return s
+		}
+		srcProxy.reset()
+		if tgtProxy != nil {
+			tgtProxy.reset()
+		}
+		s.usage, err = execSteps(ctx, steps, filepath.Join(e.run, tag))
+		if err != nil {
+			s.Err = err.Error()
+		}
+		s.SrcSent = srcProxy.reset().Sent
+		if tgtProxy != nil {
+			k := tgtProxy.reset()
+			s.Recv, s.BlobUploads, s.Distinct, s.Mounts = k.Recv, k.BlobUploads, k.DistinctUploads, k.Mounts
+			s.Disk = dirSize(tgt.Storage)
+			repo := func(im image) string { return "bench/" + im.Name }
+			if t.name == "ferry" {
+				repo = relocatedRepos(filepath.Join(e.run, "relocated.lock.yaml"), e, repo)
+			}
+			s.Check = check(e.set, registryArtifact{ctx: ctx, host: tgt.Host, client: &http.Client{Transport: newTransport()}, repo: repo})
+		} else {
+			s.Disk = dirSize(e.art)
+			a, err := t.artifact(e)
+			if err != nil {
+				s.Check = checkResult{Digests: countDigests(e.set), Missing: countDigests(e.set), Notes: []string{err.Error()}}
+			} else {
+				s.Check = check(e.set, a)
+			}
+		}
+		return s
+	}
+	first = once(true, "first")
+	if rerun && first.Err == "" {
+		again = once(false, "rerun")
+	} else if rerun {
+		again.Err = "first run failed"
+	}
+	return first, again
+}
+
+func countDigests(s *imageSet) int {
+	n := 0
+	for _, im := range s.Images {
+		n++
+		if im.IsIndex {
+			n += len(im.Manif)
+		}
+	}
+	return n
+}
+
+// relocatedRepos reads ferry's lock-output (image / relocated pairs) and
+// returns where each image landed, falling back to the path layout.
+func relocatedRepos(file string, e *env, fallback func(image) string) func(image) string {
+	m := map[string]string{}
+	if f, err := os.Open(file); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		var cur string
+		for sc.Scan() {
+			l := strings.TrimSpace(sc.Text())
+			if v, ok := strings.CutPrefix(l, "- image: "); ok {
+				cur = strings.Trim(v, `"'`)
+			} else if v, ok := strings.CutPrefix(l, "relocated: "); ok && cur != "" {
+				v = strings.Trim(v, `"'`)
+				if i := strings.IndexAny(v, "@"); i >= 0 {
+					v = v[:i]
+				}
+				if host, repo, ok := strings.Cut(v, "/"); ok && host == e.tgt {
+					if i := strings.LastIndex(repo, ":"); i >= 0 {
+						repo = repo[:i]
+					}
+					m[cur] = repo
+				}
+			}
+		}
+	}
+	return func(im image) string {
+		if r, ok := m[srcRef(e, im)]; ok {
+			return r
+		}
+		return fallback(im)
+	}
+}
+
+var loadMu sync.Mutex
+
+// summarizeLoad keeps min, median and max of the samples.
+func summarizeLoad(l []string) []string {
+	var xs []float64
+	for _, s := range l {
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			xs = append(xs, f)
+		}
+	}
+	if len(xs) < 3 {
+		return l
+	}
+	slices.Sort(xs)
+	return []string{fmt.Sprintf("min %.1f", xs[0]), fmt.Sprintf("median %.1f", median(xs)), fmt.Sprintf("max %.1f", xs[len(xs)-1])}
+}
+
+func gib(n int64) float64 { return float64(n) / (1 << 30) }
