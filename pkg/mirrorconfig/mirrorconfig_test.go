@@ -42,7 +42,7 @@ func readLock(t *testing.T, name string) *lock.File {
 	return l
 }
 
-func TestFromLock(t *testing.T) {
+func TestMirrorFromLock(t *testing.T) {
 	regs, err := FromLock(readLock(t, "relocated.lock.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func TestFromLock(t *testing.T) {
 	}
 }
 
-func TestContainerdGolden(t *testing.T) {
+func TestMirrorContainerdGolden(t *testing.T) {
 	regs, err := FromLock(readLock(t, "relocated.lock.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestContainerdGolden(t *testing.T) {
 	golden(t, "containerd.golden", all.Bytes())
 }
 
-func TestCRIOGolden(t *testing.T) {
+func TestMirrorCRIOGolden(t *testing.T) {
 	regs, err := FromLock(readLock(t, "relocated.lock.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestCRIOGolden(t *testing.T) {
 	golden(t, "crio.golden", b.Bytes())
 }
 
-func TestFlatLayoutIsRefused(t *testing.T) {
+func TestMirrorFlatLayoutIsRefused(t *testing.T) {
 	_, err := FromLock(readLock(t, "flat.lock.yaml"))
 	var le *LayoutError
 	if !errors.As(err, &le) {
@@ -131,7 +131,7 @@ func TestFlatLayoutIsRefused(t *testing.T) {
 	}
 }
 
-func TestNothingRelocated(t *testing.T) {
+func TestMirrorNothingRelocated(t *testing.T) {
 	l := lock.New()
 	l.Images = []lock.Image{{Image: "nginx:1.25"}}
 	if _, err := FromLock(l); !errors.Is(err, ErrNothingRelocated) {
@@ -139,7 +139,7 @@ func TestNothingRelocated(t *testing.T) {
 	}
 }
 
-func TestHostsTOMLWithoutPrefix(t *testing.T) {
+func TestMirrorHostsTOMLWithoutPrefix(t *testing.T) {
 	got := string(HostsTOML(Registry{Host: "gcr.io", Server: "https://gcr.io", Mirrors: []Mirror{{Host: "registry.internal", Images: []string{"gcr.io/a/b:1"}}}}))
 	if !strings.Contains(got, `[host."https://registry.internal"]`) || strings.Contains(got, "override_path") {
 		t.Errorf("hosts.toml:\n%s", got)

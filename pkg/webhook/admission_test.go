@@ -80,7 +80,7 @@ func imagesAt(t *testing.T, gk metav1.GroupKind, obj []byte) map[string]string {
 	return got
 }
 
-func TestMutateKinds(t *testing.T) {
+func TestWebhookMutateKinds(t *testing.T) {
 	m, err := NewMapping(testLock(), []Rule{{From: "docker.io/library", To: "registry.internal/hub"}})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func TestMutateKinds(t *testing.T) {
 	}
 }
 
-func TestMutateNoChangeNoPatch(t *testing.T) {
+func TestWebhookMutateNoChangeNoPatch(t *testing.T) {
 	m, _ := NewMapping(nil, nil)
 	h := NewHandler(m, Policy{}, nil)
 	for name, review := range map[string][]byte{
@@ -155,7 +155,7 @@ func TestMutateNoChangeNoPatch(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
+func TestWebhookValidate(t *testing.T) {
 	m, err := NewMapping(testLock(), []Rule{{From: "ghcr.io/org", To: "registry.internal/org"}})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestBadRequests(t *testing.T) {
+func TestWebhookBadRequests(t *testing.T) {
 	m, _ := NewMapping(nil, nil)
 	h := NewHandler(m, Policy{DenyLatest: true}, nil)
 	tests := []struct {
@@ -245,7 +245,7 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-func TestMutateEphemeralSubresourceOnlyTouchesEphemeral(t *testing.T) {
+func TestWebhookMutateEphemeralSubresourceOnlyTouchesEphemeral(t *testing.T) {
 	m, _ := NewMapping(nil, []Rule{{From: "docker.io", To: "registry.internal/hub"}})
 	h := NewHandler(m, Policy{}, nil)
 	var review admissionv1.AdmissionReview

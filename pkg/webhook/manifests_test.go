@@ -55,7 +55,7 @@ images:
 // fakeTLS keeps goldens stable: real certificates are checked apart.
 var fakeTLS = &TLS{CACert: []byte("CA CERTIFICATE\n"), Cert: []byte("SERVING CERTIFICATE\n"), Key: []byte("SERVING KEY\n")}
 
-func TestManifestsGolden(t *testing.T) {
+func TestWebhookManifestsGolden(t *testing.T) {
 	tests := []struct {
 		name string
 		o    ManifestOptions
@@ -134,7 +134,7 @@ func decodeManifests(t *testing.T, stream []byte) decoded {
 	return d
 }
 
-func TestManifestsParseAndCertificatesVerify(t *testing.T) {
+func TestWebhookManifestsParseAndCertificatesVerify(t *testing.T) {
 	out, err := Manifests(ManifestOptions{
 		Namespace: "ferry-system", Name: "ferry-webhook", Image: "registry.internal/ferry/ferry:v0.1.0",
 		Lock: []byte(testLockYAML), Policy: Policy{DenyLatest: true}, FailurePolicy: admissionregistrationv1.Fail,
@@ -218,7 +218,7 @@ func TestManifestsParseAndCertificatesVerify(t *testing.T) {
 	}
 }
 
-func TestManifestsWithoutPolicyHasNoValidatingWebhook(t *testing.T) {
+func TestWebhookManifestsWithoutPolicyHasNoValidating(t *testing.T) {
 	out, err := Manifests(ManifestOptions{Namespace: "n", Name: "w", Image: "r.io/ferry:1", TLS: fakeTLS})
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestManifestsWithoutPolicyHasNoValidatingWebhook(t *testing.T) {
 	}
 }
 
-func TestManifestsRefusesBadInput(t *testing.T) {
+func TestWebhookManifestsRefusesBadInput(t *testing.T) {
 	base := ManifestOptions{Namespace: "n", Name: "w", Image: "r.io/ferry:1", TLS: fakeTLS}
 	for name, mod := range map[string]func(*ManifestOptions){
 		"failure policy": func(o *ManifestOptions) { o.FailurePolicy = "Sometimes" },

@@ -31,7 +31,7 @@ func testLock() *lock.File {
 	return l
 }
 
-func TestMap(t *testing.T) {
+func TestWebhookMap(t *testing.T) {
 	rules := []Rule{
 		{From: "gcr.io", To: "registry.internal/gcr"},
 		{From: "gcr.io/tekton-releases", To: "registry.internal/tekton"},
@@ -90,7 +90,7 @@ func TestMap(t *testing.T) {
 	}
 }
 
-func TestMapDockerHubHostSpellings(t *testing.T) {
+func TestWebhookMapDockerHubHostSpellings(t *testing.T) {
 	for _, from := range []string{"docker.io/library", "index.docker.io/library", "registry-1.docker.io/library", "docker.io/library/"} {
 		t.Run(from, func(t *testing.T) {
 			m, err := NewMapping(nil, []Rule{{From: from, To: "r.internal/hub"}})
@@ -106,7 +106,7 @@ func TestMapDockerHubHostSpellings(t *testing.T) {
 	}
 }
 
-func TestParseRule(t *testing.T) {
+func TestWebhookParseRule(t *testing.T) {
 	tests := []struct {
 		name, in string
 		want     Rule
@@ -136,14 +136,14 @@ func TestParseRule(t *testing.T) {
 	}
 }
 
-func TestNewMappingConflictingRules(t *testing.T) {
+func TestWebhookNewMappingConflictingRules(t *testing.T) {
 	_, err := NewMapping(nil, []Rule{{From: "docker.io/library", To: "a.io/x"}, {From: "index.docker.io/library", To: "b.io/y"}})
 	if err == nil || !strings.Contains(err.Error(), "already mapped") {
 		t.Fatalf("error = %v, want a conflict", err)
 	}
 }
 
-func TestKnown(t *testing.T) {
+func TestWebhookKnown(t *testing.T) {
 	m, err := NewMapping(testLock(), []Rule{{From: "ghcr.io/org", To: "registry.internal/org"}})
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func TestKnown(t *testing.T) {
 	}
 }
 
-func TestParseRules(t *testing.T) {
+func TestWebhookParseRules(t *testing.T) {
 	good := "apiVersion: ferry.dev/v1alpha1\nkind: ImageRules\nrules:\n- from: gcr.io/tekton-releases\n  to: registry.internal/tekton\n"
 	rules, err := ParseRules([]byte(good))
 	if err != nil {

@@ -54,7 +54,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func TestServeReloadsAndShutsDown(t *testing.T) {
+func TestWebhookServeReloadsAndShutsDown(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	lockFile, rulesFile := filepath.Join(dir, "lock.yaml"), filepath.Join(dir, "rules.yaml")
@@ -189,7 +189,7 @@ func TestServeReloadsAndShutsDown(t *testing.T) {
 	}
 }
 
-func TestServeRefusesBrokenFilesAtStart(t *testing.T) {
+func TestWebhookServeRefusesBrokenFilesAtStart(t *testing.T) {
 	dir := t.TempDir()
 	tlsPair, _ := GenerateTLS("w", "n", time.Now())
 	certFile, keyFile, lockFile := filepath.Join(dir, "c"), filepath.Join(dir, "k"), filepath.Join(dir, "lock.yaml")
