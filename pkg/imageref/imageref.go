@@ -40,6 +40,9 @@ var (
 	digestRE = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
 	sha256RE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 	tagRE    = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+	// hostRE is Docker's grammar for the registry part: a DNS name or an
+	// IPv6 address in brackets, with an optional port.
+	hostRE = regexp.MustCompile(`^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
 	// pathRE is the distribution spec's repository path component grammar.
 	pathRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
 )
@@ -71,7 +74,10 @@ func Parse(s string) (Ref, error) {
 			return bad("digest must be 64 hex characters")
 		}
 	}
-	_, rest := splitHost(base)
+	host, rest := splitHost(base)
+	if host != "" && !hostRE.MatchString(host) {
+		return bad(fmt.Sprintf("registry %q is not a host name or [IPv6] address with an optional numeric :port", host))
+	}
 	repoPath, tag := rest, ""
 	if i := strings.LastIndex(rest, ":"); i >= 0 {
 		repoPath, tag = rest[:i], rest[i+1:]
@@ -94,7 +100,9 @@ func Parse(s string) (Ref, error) {
 	}
 	parsed, err := name.ParseReference(full)
 	if err != nil {
-		return bad(strings.TrimPrefix(err.Error(), "could not parse reference: "))
+		// Every rule above is checked first; this is a safety net whose
+		// message (the reference again) says nothing more.
+		return bad("it does not follow the grammar [registry[:port]/]repository[:tag][@sha256:digest]")
 	}
 	// Docker limits the name after normalisation ("x" counts as
 	// "docker.io/library/x"), so that the normalised form, which the lock
