@@ -86,6 +86,14 @@ func ParseConfig(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				msgs[i] = unknownFieldRE.ReplaceAllString(m, `unknown field "$1"`)
+			}
+			return nil, errors.New(strings.Join(msgs, "; "))
+		}
 		var se *SyntaxError
 		if e := syntaxErr("", err); errors.As(e, &se) && se.Line > 0 {
 			return nil, fmt.Errorf("line %d: %s", se.Line, se.Msg)
@@ -164,6 +172,7 @@ func (r *Rule) compile() error {
 }
 
 var (
+	unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
 	fieldRE = regexp.MustCompile(`^[^.\[\]]+`)
 	itemRE  = regexp.MustCompile(`^\[(\*|[0-9]+|[^=\]]+=[^\]]*)\]`)
 )

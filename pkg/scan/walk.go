@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bytes"
 	"regexp"
 	"strconv"
 	"strings"
@@ -394,7 +395,7 @@ func (w *walker) locate(n *yaml.Node, voff int, ref string) int {
 	switch {
 	case n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0:
 		// The header line (| or >, maybe a comment) is not content.
-		nl := strings.IndexByte(string(d[off:min(len(d), off+256)]), '\n')
+		nl := bytes.IndexByte(d[off:], '\n')
 		if nl < 0 {
 			return -1
 		}
@@ -403,7 +404,7 @@ func (w *walker) locate(n *yaml.Node, voff int, ref string) int {
 		off++
 	}
 	for ; ; k-- {
-		j := strings.Index(string(d[off:]), ref)
+		j := bytes.Index(d[off:], []byte(ref))
 		if j < 0 {
 			return -1
 		}
