@@ -173,8 +173,8 @@ func (r *Rule) compile() error {
 
 var (
 	unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
-	fieldRE = regexp.MustCompile(`^[^.\[\]]+`)
-	itemRE  = regexp.MustCompile(`^\[(\*|[0-9]+|[^=\]]+=[^\]]*)\]`)
+	fieldRE        = regexp.MustCompile(`^[^.\[\]]+`)
+	itemRE         = regexp.MustCompile(`^\[(\*|[0-9]+|[^=\]]+=[^\]]*)\]`)
 )
 
 func parsePath(s string) ([]pathElem, error) {
