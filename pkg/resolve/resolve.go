@@ -182,7 +182,9 @@ func platform(p *v1.Platform) string {
 func needsGet(err error) bool {
 	var te *transport.Error
 	if errors.As(err, &te) {
-		return te.StatusCode == http.StatusMethodNotAllowed || te.StatusCode == http.StatusBadRequest || te.StatusCode >= 500
+		// 5xx was already retried by the access layer: a GET would only
+		// wait as long again.
+		return te.StatusCode == http.StatusMethodNotAllowed || te.StatusCode == http.StatusBadRequest
 	}
 	return false
 }
@@ -190,6 +192,11 @@ func needsGet(err error) bool {
 // explain adds what to do to the common failures.
 func explain(r imageref.Ref, err error) error {
 	reg := r.Registry()
+	var re *access.RetryError
+	if errors.As(err, &re) && re.Status != http.StatusTooManyRequests {
+		// It already says which registry, what failed and what to do.
+		return err
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {
