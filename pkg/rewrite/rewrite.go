@@ -198,12 +198,16 @@ type edit struct {
 
 // Bytes rewrites one file's content; name is used in errors.
 func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
-	var res Result
 	refs, err := scan.Bytes(name, data, o.Scan)
 	if err != nil {
-		return nil, res, err
+		return nil, Result{}, err
 	}
-	res.Refs = refs
+	return apply(name, data, refs, o)
+}
+
+// apply replaces refs, found in data, as o.Map says.
+func apply(name string, data []byte, refs []scan.Ref, o Options) ([]byte, Result, error) {
+	res := Result{Refs: refs}
 	var edits []edit
 	for _, r := range refs {
 		if r.Err != nil {
