@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/ferry-dev/ferry/pkg/atomicfile"
+	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/rewrite"
+	"github.com/ferry-dev/ferry/pkg/scan"
+	"github.com/spf13/cobra"
+)
+
+type rewriteOptions struct {
+	root    *rootOptions
+	in      inputFlags
+	lock    string
+	output  string
+	inPlace bool
+	strict  bool
+}
+
+func newRewriteCmd(root *rootOptions) *cobra.Command {
+	o := &rewriteOptions{root: root}
+	cmd := &cobra.Command{
+		Use:   "rewrite -f PATH... --lock FILE [-o FILE | --in-place] [--strict]",
+		Short: "Point every image reference at its location in a lock",
+		Long: `rewrite replaces each image reference that scan finds by the lock's location for
+it (relocated, else resolved, always by digest), and changes nothing else: comments,
+key order, quoting, indentation, flow lists and JSON stay byte for byte as they were.
+Inside values such as --flag=REF or version=REF lines only the reference changes.
+The inputs are printed as one YAML stream, or written back with --in-place.
+References missing from the lock are left as they are, with a warning; --strict
+makes that an error, before anything is written.`,
+		Example: `  # After unpkg: point a release at the air-gapped registry
+  ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml
+
+  # Rewrite a directory of manifests where they are, failing on any unlocked image
+  ferry rewrite -f deploy/ --lock images.lock.yaml --in-place --strict
+
+  # In a pipeline
+  helm template my-release ./chart | ferry rewrite -f - --lock images.lock.yaml | kubectl apply -f -`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.in.add(cmd.Flags())
+	cmd.Flags().StringVar(&o.lock, "lock", "", "lock file giving each reference's new location (ferry's, kbld's or imgpkg's)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write the rewritten manifests to this file instead of stdout")
+	cmd.Flags().BoolVar(&o.inPlace, "in-place", false, "rewrite each input file where it is")
+	cmd.Flags().BoolVar(&o.strict, "strict", false, "fail when a reference has no lock entry")
+	return cmd
+}
+
+func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr io.Writer) error {
+	if err := o.in.check(cmd); err != nil {
+		return err
+	}
+	switch {
+	case o.lock == "":
+		return usageErrorf(cmd, "no lock: pass --lock FILE (from resolve, unpkg or relocate)")
+	case o.output != "" && o.inPlace:
+		return usageErrorf(cmd, "-o and --in-place do not go together: choose one")
+	case o.inPlace && slices.Contains(o.in.files, scan.Stdin):
+		return usageErrorf(cmd, "--in-place cannot rewrite stdin (-f -): use -o FILE or stdout")
+	}
+	lf, err := lock.Read(o.lock)
+	if err != nil {
+		return err
+	}
+	so, err := o.in.scanOptions(cmd.InOrStdin())
+	if err != nil {
+		return err
+	}
+	ro := rewrite.Options{Map: locations(lf), Scan: so, Strict: o.strict}
+	var res rewrite.Result
+	switch {
+	case o.inPlace:
+		res, err = rewrite.InPlace(ctx, o.in.files, ro)
+	case o.output != "":
+		err = atomicfile.Write(o.output, 0o644, func(w io.Writer) error {
+			res, err = rewrite.Rewrite(ctx, o.in.files, ro, w)
+			return err
+		})
+	default:
+		var buf bytes.Buffer
+		if res, err = rewrite.Rewrite(ctx, o.in.files, ro, &buf); err == nil {
+			_, err = stdout.Write(buf.Bytes())
+		}
+	}
+	var ue *rewrite.UnmappedError
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%w; run ferry resolve -f ... --lock-output %s to add them", err, o.lock)
+	}
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, r := range res.Unmapped {
+		if !seen[r.Image] {
+			seen[r.Image] = true
+			fmt.Fprintf(stderr, "warning: %s: %q has no lock entry in %s; left as written\n", r.Location(), r.Image, o.lock)
+		}
+	}
+	o.root.log(stderr).Debug("rewrote", "references", res.Rewritten, "files changed", len(res.Changed))
+	return nil
+}
+
+// locations maps each reference as written to where the lock says it is now.
+func locations(f *lock.File) func(string) (string, bool) {
+	m := make(map[string]string, len(f.Images))
+	for _, im := range f.Images {
+		if loc := im.Location(); loc != "" {
+			m[im.Image] = loc
+		}
+	}
+	return func(s string) (string, bool) {
+		v, ok := m[s]
+		return v, ok
+	}
+}
