@@ -101,6 +101,30 @@ func (s *imageSet) blobs() []blob {
 	return out
 }
 
+// layerBlobs counts the distinct configs and layers: the blobs a tool
+// uploads (manifests are PUT, not uploaded).
+func (s *imageSet) layerBlobs() int {
+	n := s.UniqueBlobs
+	seen := map[string]bool{}
+	for _, im := range s.Images {
+		for _, d := range append([]string{im.Top.Digest}, manifestDigests(im)...) {
+			if !seen[d] {
+				seen[d] = true
+				n--
+			}
+		}
+	}
+	return n
+}
+
+func manifestDigests(im image) []string {
+	var out []string
+	for _, m := range im.Manif {
+		out = append(out, m.Digest)
+	}
+	return out
+}
+
 func (s *imageSet) tally() {
 	var u int64
 	bl := s.blobs()

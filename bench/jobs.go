@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -73,6 +74,9 @@ func ferryTool(bin string) *tool {
 		return t
 	}
 	t.version = toolVersion(bin, "version")
+	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+		t.version += ", tree " + strings.TrimSpace(string(out))
+	}
 	for j, c := range map[string]string{jobPkg: "pkg", jobUnpkg: "unpkg", jobRelocate: "relocate"} {
 		if !ferryHas(bin, c) {
 			t.unavailable[j] = "not available: `ferry " + c + "` does not exist yet"
