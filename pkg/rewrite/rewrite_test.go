@@ -281,6 +281,9 @@ func TestCorpusRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if testing.Short() && len(in) > 1<<20 {
+				t.Skip("-short: large release")
+			}
 			out, res, err := Bytes(f, in, Options{Map: relocate, Strict: true})
 			if err != nil {
 				t.Fatal(err)
