@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -224,7 +225,34 @@ type httpGuard struct {
 
 func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "http" && !g.allowed(req.URL.Host) {
-		return nil, fmt.Errorf("refusing plain HTTP to %s: pass --insecure-registry %s if this registry really has no TLS", req.URL.Host, req.URL.Host)
+		return nil, &PlainHTTPError{Host: req.URL.Host}
 	}
 	return g.next.RoundTrip(req)
+}
+
+// PlainHTTPError is a plain-HTTP request ferry refused to send.
+type PlainHTTPError struct{ Host string }
+
+func (e *PlainHTTPError) Error() string {
+	return fmt.Sprintf("refusing plain HTTP to %s: pass --insecure-registry %s if this registry really has no TLS", e.Host, e.Host)
+}
+
+// Explain shortens go-containerregistry's connection errors to the one that
+// matters. It tries HTTPS and HTTP side by side for some hosts and reports
+// both failures: when the HTTPS side found a plain-HTTP registry, the answer
+// is --insecure-registry; when both sides could not connect, saying so once
+// is enough.
+func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ph *PlainHTTPError
+	if errors.As(err, &ph) && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return ph
+	}
+	var re *RetryError
+	if errors.As(err, &re) {
+		return re
+	}
+	return err
 }

@@ -192,6 +192,7 @@ func needsGet(err error) bool {
 // explain adds what to do to the common failures.
 func explain(r imageref.Ref, err error) error {
 	reg := r.Registry()
+	err = access.Explain(err)
 	var re *access.RetryError
 	if errors.As(err, &re) && re.Status != http.StatusTooManyRequests {
 		// It already says which registry, what failed and what to do.

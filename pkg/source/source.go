@@ -57,7 +57,7 @@ func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 		if strings.Contains(err.Error(), "does not match requested digest") {
 			return nil, fmt.Errorf("fetching manifest %s from %s: %w: %v", d.Digest, r.repo, graph.ErrDigestMismatch, err)
 		}
-		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, err)
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(err))
 	}
 	return desc.Manifest, nil
 }
@@ -266,7 +266,7 @@ func (r *Repo) httpClient(ctx context.Context) (*http.Client, error) {
 	// client's transport retries, and another layer would multiply tries.
 	t, err := transport.NewWithContext(ctx, r.repo.Registry, auth, r.client.Transport(), []string{r.repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", r.repo.RegistryStr(), err)
+		return nil, fmt.Errorf("connecting to %s: %w", r.repo.RegistryStr(), access.Explain(err))
 	}
 	r.http = &http.Client{Transport: t}
 	return r.http, nil

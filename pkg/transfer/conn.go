@@ -58,7 +58,7 @@ func dial(ctx context.Context, c *access.Client, reg name.Registry, scopes []str
 		if errors.As(err, &re) {
 			err = re
 		}
-		return nil, fmt.Errorf("connecting to %s: %w", reg.RegistryStr(), err)
+		return nil, fmt.Errorf("connecting to %s: %w", reg.RegistryStr(), access.Explain(err))
 	}
 	return &conn{reg: reg, scheme: reg.Scheme(), http: &http.Client{Transport: t}}, nil
 }
