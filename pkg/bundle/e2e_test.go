@@ -2,19 +2,14 @@ package bundle_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
@@ -25,70 +20,15 @@ import (
 // pkg/internal/testutil may only be imported from below pkg/. It builds the
 // real binary once and runs it as a user would.
 
-var (
-	buildOnce sync.Once
-	ferryBin  string
-	buildErr  error
-)
-
-func binary(t *testing.T) string {
+// runFerry and mustFerry run the binary built once per test process.
+func runFerry(t *testing.T, dir string, stdin []byte, args ...string) testutil.Result {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ferry-bundle-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		ferryBin = filepath.Join(dir, "ferry")
-		out, err := exec.Command("go", "build", "-o", ferryBin, "../../cmd/ferry").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building ferry: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return ferryBin
+	return testutil.RunFerry(t, dir, stdin, args...)
 }
 
-// result is what one run of the binary printed and how it exited.
-type result struct {
-	Stdout, Stderr string
-	Code           int
-}
-
-func runFerry(t *testing.T, dir string, stdin []byte, args ...string) result {
+func mustFerry(t *testing.T, dir string, args ...string) testutil.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
-	cmd.Dir = dir
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{Stdout: out.String(), Stderr: errb.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.Code = exit.ExitCode()
-	default:
-		t.Fatalf("running ferry %v: %v", args, err)
-	}
-	t.Logf("ferry %v -> exit %d\nstderr: %s", args, r.Code, r.Stderr)
-	return r
-}
-
-func mustFerry(t *testing.T, dir string, args ...string) result {
-	t.Helper()
-	r := runFerry(t, dir, nil, args...)
-	if r.Code != 0 {
-		t.Fatalf("ferry %v: exit %d, stderr:\n%s", args, r.Code, r.Stderr)
-	}
-	return r
+	return testutil.MustFerry(t, dir, args...)
 }
 
 // TestBundle packs the standard set from a real registry, lets skopeo read

@@ -6,17 +6,12 @@ package transfer_test
 // docker-registry processes, and let skopeo judge the digests.
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,75 +19,15 @@ import (
 	"github.com/ferry-dev/ferry/pkg/lock"
 )
 
-var (
-	buildOnce sync.Once
-	ferryBin  string
-	buildErr  error
-)
-
-// binary builds ferry once for every end-to-end test of the package.
-func binary(t *testing.T) string {
+// runFerry and mustFerry run the binary built once per test process.
+func runFerry(t *testing.T, dir string, stdin []byte, args ...string) testutil.Result {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ferry-transfer-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		ferryBin = filepath.Join(dir, "ferry")
-		cmd := exec.Command("go", "build", "-o", ferryBin, "../../cmd/ferry")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			buildErr = errors.New("building ferry: " + err.Error() + ": " + stderr.String())
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return ferryBin
+	return testutil.RunFerry(t, dir, stdin, args...)
 }
 
-// result is what one run of the binary printed and how it exited.
-type result struct {
-	Stdout, Stderr string
-	Code           int
-}
-
-// runFerry runs the built binary with args in dir, bounded in time.
-func runFerry(t *testing.T, dir string, stdin []byte, args ...string) result {
+func mustFerry(t *testing.T, dir string, args ...string) testutil.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary(t), args...)
-	cmd.Dir = dir
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{Stdout: out.String(), Stderr: errb.String()}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		r.Code = exit.ExitCode()
-	default:
-		t.Fatalf("running ferry %v: %v", args, err)
-	}
-	t.Logf("ferry %v -> exit %d\nstderr: %s", args, r.Code, r.Stderr)
-	return r
-}
-
-// mustFerry runs ferry and fails the test unless it exits 0.
-func mustFerry(t *testing.T, dir string, args ...string) result {
-	t.Helper()
-	r := runFerry(t, dir, nil, args...)
-	if r.Code != 0 {
-		t.Fatalf("ferry %v: exit %d, stderr:\n%s", args, r.Code, r.Stderr)
-	}
-	return r
+	return testutil.MustFerry(t, dir, args...)
 }
 
 func skipShort(t *testing.T) {
