@@ -33,36 +33,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-var (
-	webhookBinOnce sync.Once
-	webhookBin     string
-	webhookBinErr  error
-)
-
-// buildFerryForWebhook builds the binary once for the webhook tests, apart
-// from any shared TestMain so that these tests stand alone.
-func buildFerryForWebhook(t *testing.T) string {
-	t.Helper()
-	webhookBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ferry-webhook-e2e-")
-		if err != nil {
-			webhookBinErr = err
-			return
-		}
-		webhookBin = filepath.Join(dir, "ferry")
-		var stderr bytes.Buffer
-		build := exec.Command("go", "build", "-o", webhookBin, ".")
-		build.Stderr = &stderr
-		if err := build.Run(); err != nil {
-			webhookBinErr = fmt.Errorf("building ferry: %v\n%s", err, stderr.String())
-		}
-	})
-	if webhookBinErr != nil {
-		t.Fatal(webhookBinErr)
-	}
-	return webhookBin
-}
-
 // webhookTLS writes a fresh CA and a certificate for 127.0.0.1 signed by it.
 func webhookTLS(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
@@ -316,7 +286,7 @@ func (s *webhookServer) imageOf(image string) string {
 
 func startWebhook(t *testing.T, args ...string) *webhookServer {
 	t.Helper()
-	bin := buildFerryForWebhook(t)
+	bin := ferryBin // built once by TestMain
 	dir := t.TempDir()
 	certFile, keyFile, pool := webhookTLS(t, dir)
 	addr := fmt.Sprintf("127.0.0.1:%d", freeWebhookPort(t))
