@@ -35,6 +35,9 @@ type config struct {
 	bigMiB    int
 	workDir   string
 	floorRuns int
+	// onlyScales runs just the scaling study and splices its section into
+	// the existing report.
+	onlyScales bool
 }
 
 func main() {
@@ -51,6 +54,7 @@ func main() {
 	flag.IntVar(&c.bigMiB, "big-layer", 0, "add a repository with one layer of this many MiB (1024 checks memory on a 1 GiB layer)")
 	flag.StringVar(&c.workDir, "work", "bench/out", "cache, tools and scratch directory")
 	flag.IntVar(&c.floorRuns, "floor-runs", 3, "repetitions of each floor measurement")
+	flag.BoolVar(&c.onlyScales, "only-scales", false, "run only the -scales study and replace that section of the existing -out report")
 	flag.Parse()
 	c.jobs = map[string]bool{}
 	for _, j := range strings.Split(jobs, ",") {
@@ -67,6 +71,10 @@ func main() {
 		}
 	}
 	c.tools = strings.Split(tools, ",")
+	if c.onlyScales && len(c.scales) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: -only-scales needs -scales")
+		os.Exit(2)
+	}
 	if c.runs < 1 || c.scale <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: -runs must be at least 1 and -scale positive")
 		os.Exit(2)
@@ -141,18 +149,24 @@ func run(ctx context.Context, c config) error {
 			loadMu.Unlock()
 		}
 	}()
-	res, err := benchScale(ctx, c, c.scale, c.runs, c.jobs, ts, true)
-	if err != nil {
-		return err
+	var res *scaleResult
+	if !c.onlyScales {
+		var err error
+		if res, err = benchScale(ctx, c, c.scale, c.runs, c.jobs, ts, true); err != nil {
+			return err
+		}
+		rep.Main = res
 	}
-	rep.Main = res
 	for _, s := range c.scales {
 		j := map[string]bool{jobPkg: c.jobs[jobPkg], jobUnpkg: c.jobs[jobUnpkg], jobRelocate: c.jobs[jobRelocate], "floor": c.jobs["floor"]}
 		var r *scaleResult
-		if s == c.scale && c.scaleRuns <= c.runs {
+		if res != nil && s == c.scale && c.scaleRuns <= c.runs {
 			r = res
-		} else if r, err = benchScale(ctx, c, s, c.scaleRuns, j, ts, false); err != nil {
-			return err
+		} else {
+			var err error
+			if r, err = benchScale(ctx, c, s, c.scaleRuns, j, ts, false); err != nil {
+				return err
+			}
 		}
 		rep.Scales = append(rep.Scales, r)
 	}
@@ -164,7 +178,18 @@ func run(ctx context.Context, c config) error {
 	raw, _ := json.MarshalIndent(rep, "", "  ")
 	rawFile := filepath.Join(c.workDir, "results-"+started.Format("20060102-150405")+".json")
 	os.WriteFile(rawFile, raw, 0o644)
-	if err := os.WriteFile(c.out, []byte(rep.markdown()), 0o644); err != nil {
+	old, _ := os.ReadFile(c.out)
+	var doc string
+	if c.onlyScales {
+		doc = splice(string(old), rep.scalingSection())
+	} else {
+		doc = rep.markdown()
+		// A report without a scaling study keeps the last one.
+		if sec, ok := section(string(old)); ok && len(rep.Scales) == 0 && !strings.Contains(sec, scalePlaceholder) {
+			doc = splice(doc, sec)
+		}
+	}
+	if err := os.WriteFile(c.out, []byte(doc), 0o644); err != nil {
 		return err
 	}
 	logf("wrote %s (raw samples: %s) after %s", c.out, rawFile, rep.Elapsed.Round(time.Second))

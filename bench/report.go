@@ -166,9 +166,7 @@ func (r *report) markdown() string {
 		r.jobTable(&b, job)
 	}
 	r.findings(&b)
-	if len(r.Scales) > 0 {
-		r.scaling(&b)
-	}
+	b.WriteString(r.scalingSection())
 	w("## How the numbers are taken\n\n")
 	w("- `make bench` builds ferry from this tree, crane with `go install` at the go-containerregistry version of go.mod, regctl with `go install ...@latest` (skipped if it does not build), and uses Debian's skopeo.\n")
 	w("- The image set is generated once per seed and scale and cached in `bench/out/cache` (registry storage). Source and every target are Debian's `docker-registry` on 127.0.0.1; every run of (b) and (c) gets a new, empty target registry.\n")
@@ -435,10 +433,47 @@ func (r *report) findings(b *strings.Builder) {
 	w("%s\n\n", strings.Join(lines, "\n"))
 }
 
+// The scaling study is a section of its own: -only-scales replaces it alone.
+const (
+	scaleBegin       = "<!-- bench:scaling -->"
+	scaleEnd         = "<!-- /bench:scaling -->"
+	scalePlaceholder = "not run yet"
+)
+
+func section(doc string) (string, bool) {
+	i, j := strings.Index(doc, scaleBegin), strings.Index(doc, scaleEnd)
+	if i < 0 || j < i {
+		return "", false
+	}
+	return doc[i : j+len(scaleEnd)], true
+}
+
+func splice(doc, sec string) string {
+	i, j := strings.Index(doc, scaleBegin), strings.Index(doc, scaleEnd)
+	if i < 0 || j < i {
+		return doc + "\n" + sec + "\n"
+	}
+	return doc[:i] + sec + doc[j+len(scaleEnd):]
+}
+
+func (r *report) scalingSection() string {
+	var b strings.Builder
+	b.WriteString(scaleBegin + "\n")
+	if len(r.Scales) == 0 {
+		b.WriteString("## Scaling: cost follows unique bytes\n\nThe scaling study was " + scalePlaceholder + ": `make bench BENCHFLAGS=\"-only-scales -scales 0.25,1,4\"` fills this section in.\n")
+	} else {
+		r.scaling(&b)
+	}
+	b.WriteString(scaleEnd + "\n\n")
+	return b.String()
+}
+
 func (r *report) scaling(b *strings.Builder) {
 	w := func(f string, a ...any) { fmt.Fprintf(b, f, a...) }
 	w("## Scaling: cost follows unique bytes\n\n")
-	w("%d runs per tool, job and scale; median wall seconds, and seconds per GiB of unique bytes in brackets.\n\n", r.Config.scaleRuns)
+	w("Measured on %s (`make bench BENCHFLAGS=%q`, %s; load average %s). ", r.Started.Format("2006-01-02 15:04 MST"), strings.Join(os.Args[1:], " "), r.Elapsed.Round(time.Second), strings.Join(r.Machine.Load, ", "))
+	w("%d run(s) per tool, job and scale; median wall seconds, and seconds per GiB of unique bytes in brackets. ", r.Config.scaleRuns)
+	w("*All images* counts each repository's own copy of the shared base layers: a tool whose cost follows it rather than the unique bytes pays for every repository again.\n\n")
 	w("| scale | unique GiB | all images GiB |")
 	var cols []string
 	for _, job := range []string{jobPkg, jobUnpkg, jobRelocate} {
