@@ -241,7 +241,14 @@ func (t *retryTransport) withTimeout(req *http.Request) (*http.Response, error) 
 		timedOut.Store(true)
 		cancel()
 	})
-	resp, err := t.next.RoundTrip(req.WithContext(ctx))
+	r := req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		// An upload of many GiB takes longer than any fixed bound: the
+		// clock restarts whenever the body makes progress, so it measures
+		// a stalled upload, and after the last byte, the registry's commit.
+		r.Body = &progressBody{ReadCloser: req.Body, touch: func() { timer.Reset(d) }}
+	}
+	resp, err := t.next.RoundTrip(r)
 	if !timer.Stop() && timedOut.Load() {
 		if resp != nil {
 			resp.Body.Close()
@@ -372,4 +379,16 @@ func giveUp(req *http.Request, resp *http.Response, err error, attempts int, ela
 		resp.Body.Close()
 	}
 	return e
+}
+
+// progressBody calls touch on every read of a request body.
+type progressBody struct {
+	io.ReadCloser
+	touch func()
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.touch()
+	return n, err
 }

@@ -592,3 +592,41 @@ func TestRetryAfterParse(t *testing.T) {
 		})
 	}
 }
+
+// slowBody yields n chunks, one every gap.
+type slowBody struct {
+	n   int
+	gap time.Duration
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, io.EOF
+	}
+	b.n--
+	time.Sleep(b.gap)
+	return copy(p, "0123456789"), nil
+}
+
+func TestCommitTimeoutCountsFromLastProgress(t *testing.T) {
+	s := startServer(t, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusCreated)
+	})
+	c := newClient(t, Options{CommitTimeout: 300 * time.Millisecond, Retry: RetryPolicy{MaxAttempts: 1}}, s.host())
+	// 10 chunks 100ms apart: a 1s upload, more than three times the bound,
+	// that never stalls for longer than the bound.
+	req, _ := http.NewRequest(http.MethodPut, "http://"+s.host()+"/v2/x/blobs/uploads/1", &slowBody{n: 10, gap: 100 * time.Millisecond})
+	resp, err := c.Transport().RoundTrip(req)
+	if err != nil {
+		t.Fatalf("a slow but steady upload failed: %v", err)
+	}
+	resp.Body.Close()
+
+	// A body that stalls for longer than the bound fails.
+	req, _ = http.NewRequest(http.MethodPut, "http://"+s.host()+"/v2/x/blobs/uploads/2", &slowBody{n: 2, gap: time.Second})
+	if resp, err := c.Transport().RoundTrip(req); err == nil {
+		resp.Body.Close()
+		t.Fatal("a stalled upload succeeded, want a timeout")
+	}
+}
