@@ -250,6 +250,10 @@ func (r *Rule) match(w *walker, n *yaml.Node, ord int) {
 		return
 	}
 	rel := w.path[w.res.depth:]
+	if len(rel) == 0 {
+		// A List item that is a scalar, not an object: no key holds it.
+		return
+	}
 	last := rel[len(rel)-1]
 	// The key that holds the value: its own, or its list's for an item.
 	keyAt := len(rel) - 1
