@@ -383,9 +383,12 @@ func (w *walker) locate(n *yaml.Node, voff int, ref string) int {
 		return -1
 	}
 	d := w.data
-	// Skip an anchor (&a) or tag (!!str) the node's position includes.
+	// Skip an anchor (&a) or tag (!!str) the node's position includes. An
+	// anchor's name may end at a character other than a space (&a:b).
 	for off < len(d) && (d[off] == '&' || d[off] == '!') {
-		for off < len(d) && !isSpace(d[off]) {
+		anchor := d[off] == '&'
+		off++
+		for off < len(d) && !isSpace(d[off]) && (!anchor || isAnchorChar(d[off])) {
 			off++
 		}
 		for off < len(d) && isSpace(d[off]) {
@@ -416,6 +419,11 @@ func (w *walker) locate(n *yaml.Node, voff int, ref string) int {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// isAnchorChar reports the characters the YAML parser allows in an anchor name.
+func isAnchorChar(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '_' || c == '-'
+}
 
 var simpleKeyRE = regexp.MustCompile(`^[A-Za-z0-9_/-]+$`)
 
