@@ -251,7 +251,7 @@ func Bytes(name string, data []byte, o Options) ([]Ref, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{file: name, data: data, lines: lineStarts(data), rules: rules, seen: map[[2]int]bool{}}
+	w := &walker{file: name, data: data, lines: lineStarts(data), breaks: parserLineStarts(data), rules: rules, seen: map[[2]int]bool{}}
 	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
 		w.bom = 3
 	}
@@ -315,13 +315,35 @@ func lineStarts(data []byte) []int {
 	return starts
 }
 
+// parserLineStarts returns the byte offset of the start of each line as the
+// YAML parser counts lines: it also breaks them at a lone \r and at the
+// Unicode breaks NEL, LS and PS, which editors and lineStarts do not.
+func parserLineStarts(data []byte) []int {
+	starts := []int{0}
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			i++
+		case c == '\n' || c == '\r':
+		case c == 0xc2 && i+1 < len(data) && data[i+1] == 0x85:
+			i++
+		case c == 0xe2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xa8 || data[i+2] == 0xa9):
+			i += 2
+		default:
+			continue
+		}
+		starts = append(starts, i+1)
+	}
+	return starts
+}
+
 // offsetOf converts the parser's 1-based line and character column to a
 // byte offset, -1 when outside the data.
 func (w *walker) offsetOf(line, col int) int {
-	if line < 1 || line > len(w.lines) {
+	if line < 1 || line > len(w.breaks) {
 		return -1
 	}
-	off := w.lines[line-1]
+	off := w.breaks[line-1]
 	if line == 1 {
 		off += w.bom
 	}

@@ -58,9 +58,11 @@ type resource struct {
 type walker struct {
 	file  string
 	data  []byte
-	lines []int
-	bom   int
-	rules []*Rule
+	lines []int // line starts for reporting (after \n)
+	// breaks are line starts as the parser counts them, for its positions.
+	breaks []int
+	bom    int
+	rules  []*Rule
 
 	doc     int
 	scalars int
