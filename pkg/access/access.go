@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -250,9 +251,58 @@ func Explain(err error) error {
 	if errors.As(err, &ph) && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
 		return ph
 	}
+	if tlsErr := untrusted(err); tlsErr != nil {
+		return tlsErr
+	}
 	var re *RetryError
 	if errors.As(err, &re) {
 		return re
 	}
 	return err
+}
+
+// TLSError is a registry whose certificate ferry could not verify.
+type TLSError struct {
+	Host string
+	Err  error
+}
+
+func (e *TLSError) Error() string {
+	return fmt.Sprintf("cannot verify the TLS certificate of %s: %v: trust its CA with --registry-ca-cert FILE", e.Host, e.Err)
+}
+
+func (e *TLSError) Unwrap() error { return e.Err }
+
+// untrusted finds a certificate verification failure in err, which makes
+// the plain-HTTP half of a double error beside the point.
+func untrusted(err error) *TLSError {
+	var te *TLSError
+	if errors.As(err, &te) {
+		return te
+	}
+	var ua x509.UnknownAuthorityError
+	var ci x509.CertificateInvalidError
+	var hn x509.HostnameError
+	var cv *tls.CertificateVerificationError
+	var cause error
+	switch {
+	case errors.As(err, &cv):
+		cause = cv.Err
+	case errors.As(err, &ua):
+		cause = ua
+	case errors.As(err, &ci):
+		cause = ci
+	case errors.As(err, &hn):
+		cause = hn
+	default:
+		return nil
+	}
+	host := ""
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			host = u.Host
+		}
+	}
+	return &TLSError{Host: host, Err: cause}
 }

@@ -229,6 +229,8 @@ func explain(err error) error {
 		return err // says what to do already
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w: is the registry running? check --repository", err)
+	case strings.Contains(err.Error(), "--registry-ca-cert"):
+		return err
 	case errors.As(err, &unknownCA) || errors.As(err, &certErr) || strings.Contains(err.Error(), "x509: certificate"):
 		return fmt.Errorf("%w: trust the registry's CA with --registry-ca-cert FILE", err)
 	}
