@@ -11,7 +11,26 @@ import (
 
 // Write creates path by calling fill on a temporary file beside it, syncing
 // and renaming it into place. On any error the temporary file is removed.
+//
+// A symlink is followed, so the file it points at is replaced and the link
+// kept. A target that exists and is no regular file (/dev/null, /dev/stdout,
+// a FIFO) is written straight to: renaming over it would replace the device.
 func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
+	if fi, lerr := os.Lstat(path); lerr == nil {
+		if fi.Mode()&os.ModeSymlink != 0 {
+			real, err := filepath.EvalSymlinks(path)
+			if err != nil {
+				return fmt.Errorf("writing %s: %w", path, err)
+			}
+			return Write(real, perm, fill)
+		}
+		if !fi.Mode().IsRegular() {
+			if fi.IsDir() {
+				return fmt.Errorf("writing %s: it is a directory; give a file name", path)
+			}
+			return writeDirect(path, fill)
+		}
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -39,6 +58,21 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeDirect(path string, fill func(w io.Writer) error) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := fill(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

@@ -38,7 +38,7 @@ writes the lock that pkg, relocate and rewrite take.`,
   ferry resolve -f k8s/ | kubectl apply -f -
 
   # Write kbld's lock format instead
-  ferry resolve -f release.yaml --lock-output kbld.lock.yml --lock-format kbld -o /dev/null`,
+  ferry resolve -f release.yaml --lock-output kbld.lock.yml --lock-format kbld > /dev/null`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout())
