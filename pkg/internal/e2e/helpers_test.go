@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,12 +15,49 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"golang.org/x/sync/errgroup"
 )
+
+// template holds the storage of a registry the standard set was pushed to
+// once: pushing it takes seconds, copying its files a few milliseconds.
+var template struct {
+	once sync.Once
+	dir  string
+	std  testutil.Standard
+}
+
+// standardSource starts a registry for the test holding the standard set
+// (with a small large layer). References in the returned fixtures name the
+// registry the set was first pushed to: use images() to name this one.
+func standardSource(t *testing.T) (*testutil.Registry, testutil.Standard) {
+	t.Helper()
+	template.once.Do(func() {
+		reg := testutil.StartRegistry(t)
+		std := testutil.StandardSet(t, reg, smallLayer)
+		dir, err := os.MkdirTemp("", "ferry-e2e-standard-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.CopyFS(dir, os.DirFS(reg.StorageDir)); err != nil {
+			t.Fatal(err)
+		}
+		template.dir, template.std = dir, std
+	})
+	if template.dir == "" {
+		t.Fatal("pushing the standard set failed in an earlier test")
+	}
+	reg := testutil.StartRegistry(t)
+	if err := os.CopyFS(reg.StorageDir, os.DirFS(template.dir)); err != nil {
+		t.Fatal(err)
+	}
+	return reg, template.std
+}
 
 // TestMain points DOCKER_CONFIG at an empty directory for every run of
 // ferry and skopeo, so that a developer's credentials neither help nor
@@ -33,6 +71,9 @@ func TestMain(m *testing.M) {
 	os.Setenv("DOCKER_CONFIG", dir)
 	code := m.Run()
 	os.RemoveAll(dir)
+	if template.dir != "" {
+		os.RemoveAll(template.dir)
+	}
 	os.Exit(code)
 }
 
@@ -109,17 +150,40 @@ func writeFile(t *testing.T, path string, b []byte) {
 
 // judge has skopeo check that host/prefix/<repo> serves every manifest of
 // every image, children included, hashing to its digest, and the tag.
+// skopeo starts slowly; a few run at once.
 func judge(t *testing.T, host, prefix string, ims []image) {
 	t.Helper()
+	type check struct{ ref, want, got string }
+	var checks []*check
 	for _, im := range ims {
 		repo := host + "/" + prefix + "/" + im.repo
 		for _, d := range im.f.Manifests() {
-			if got := testutil.SkopeoDigest(t, repo+"@"+d, true); got != d {
-				t.Errorf("%s@%s: skopeo hashes the served manifest to %s", repo, d, got)
-			}
+			checks = append(checks, &check{ref: repo + "@" + d, want: d})
 		}
-		if got := testutil.SkopeoDigest(t, repo+":"+im.tag, true); got != im.f.Digest {
-			t.Errorf("%s:%s serves %s, want %s", repo, im.tag, got, im.f.Digest)
+		checks = append(checks, &check{ref: repo + ":" + im.tag, want: im.f.Digest})
+	}
+	g, ctx := errgroup.WithContext(t.Context())
+	g.SetLimit(6)
+	for _, c := range checks {
+		g.Go(func() error {
+			out, err := exec.CommandContext(ctx, "skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+c.ref).Output()
+			if err != nil {
+				var exit *exec.ExitError
+				if errors.As(err, &exit) {
+					return fmt.Errorf("skopeo inspect --raw docker://%s: %v: %s", c.ref, err, exit.Stderr)
+				}
+				return fmt.Errorf("skopeo inspect --raw docker://%s: %v (apt-get install -y skopeo)", c.ref, err)
+			}
+			c.got = sha(out)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: skopeo hashes the served manifest to %s, want %s", c.ref, c.got, c.want)
 		}
 	}
 }
@@ -377,4 +441,42 @@ func countStatus(p *testutil.FaultProxy, method string, kind testutil.Kind, stat
 		}
 	}
 	return n
+}
+
+// runAll runs ferry once per args list, all at once, in dir: for runs that
+// spend their time waiting on a network. testutil.RunFerry may not be
+// called off the test's goroutine.
+func runAll(t *testing.T, dir string, all [][]string) []testutil.Result {
+	t.Helper()
+	bin := testutil.Ferry(t)
+	out := make([]testutil.Result, len(all))
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, args := range all {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), testutil.FerryTimeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, args...)
+			cmd.Dir = dir
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			begin := time.Now()
+			err := cmd.Run()
+			out[i] = testutil.Result{Stdout: stdout.String(), Stderr: stderr.String(), Took: time.Since(begin)}
+			var exit *exec.ExitError
+			switch {
+			case ctx.Err() != nil:
+				errs[i] = fmt.Errorf("ferry %s: no exit within %v", strings.Join(args, " "), testutil.FerryTimeout)
+			case errors.As(err, &exit):
+				out[i].Code = exit.ExitCode()
+			case err != nil:
+				errs[i] = fmt.Errorf("running ferry %s: %v", strings.Join(args, " "), err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

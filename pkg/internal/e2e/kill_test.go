@@ -24,8 +24,7 @@ const killLimit = 60 * time.Second
 func TestPkgKilledResumes(t *testing.T) {
 	skipShort(t)
 	dir := t.TempDir()
-	src := testutil.StartRegistry(t)
-	std := testutil.StandardSet(t, src, smallLayer)
+	src, std := standardSource(t)
 	proxy := testutil.StartFaultProxy(t, src.Host)
 	ims := images(std, proxy.Host)
 	lockPath := writeLock(t, dir, "images.lock.yaml", ims)
@@ -141,8 +140,7 @@ func TestPkgKilledResumes(t *testing.T) {
 func TestUnpkgKilledResumes(t *testing.T) {
 	skipShort(t)
 	dir := t.TempDir()
-	src := testutil.StartRegistry(t)
-	std := testutil.StandardSet(t, src, smallLayer)
+	src, std := standardSource(t)
 	ims := images(std, src.Host)
 	lockPath := writeLock(t, dir, "images.lock.yaml", ims)
 	testutil.MustFerry(t, dir, "pkg", "--lock", lockPath, "-o", "bundle.tar", "--insecure-registry", src.Host, "-q")
