@@ -18,12 +18,14 @@ import (
 // Reader serves a bundle's manifests and blobs straight from the tar: it
 // implements graph.Fetcher and is safe for concurrent use.
 type Reader struct {
-	path  string
-	f     *os.File
-	size  int64
-	blobs map[v1.Hash]section
-	refs  []Ref
-	lock  *lock.File
+	path string
+	// f is the bundle's content; closer closes the file behind it.
+	f      io.ReaderAt
+	closer io.Closer
+	size   int64
+	blobs  map[v1.Hash]section
+	refs   []Ref
+	lock   *lock.File
 }
 
 var _ graph.Fetcher = (*Reader)(nil)
@@ -44,10 +46,32 @@ func Open(path string) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening bundle: %w", err)
 	}
-	r := &Reader{path: path, f: f, blobs: map[v1.Hash]section{}}
-	if err := r.load(); err != nil {
+	r, err := open(path, f)
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("opening bundle %s: %w", path, err)
+	}
+	r.closer = f
+	return r, nil
+}
+
+func open(path string, f *os.File) (*Reader, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, invalidf("not a regular file")
+	}
+	return openReaderAt(path, f, st.Size())
+}
+
+// openReaderAt indexes a bundle of size bytes read through ra; the fuzz test
+// calls it on memory, without a file per input.
+func openReaderAt(path string, ra io.ReaderAt, size int64) (*Reader, error) {
+	r := &Reader{path: path, f: ra, size: size, blobs: map[v1.Hash]section{}}
+	if err := r.load(); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -57,18 +81,13 @@ func invalidf(format string, args ...any) error {
 }
 
 func (r *Reader) load() error {
-	st, err := r.f.Stat()
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return invalidf("not a regular file")
-	}
-	r.size = st.Size()
 	files := map[string]section{}
 	seen := map[string]bool{}
 	var end int64
-	tr := tar.NewReader(r.f)
+	// The section reader tells where each entry's data starts, and lets the
+	// tar reader seek past data rather than read it.
+	sr := io.NewSectionReader(r.f, 0, r.size)
+	tr := tar.NewReader(sr)
 	for n := 0; ; n++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -83,7 +102,7 @@ func (r *Reader) load() error {
 		if n >= maxEntries {
 			return invalidf("more than %d entries", maxEntries)
 		}
-		pos, err := r.f.Seek(0, io.SeekCurrent)
+		pos, err := sr.Seek(0, io.SeekCurrent)
 		if err != nil {
 			return err
 		}
@@ -110,7 +129,7 @@ func (r *Reader) load() error {
 		}
 		files[name] = s
 	}
-	pos, err := r.f.Seek(0, io.SeekCurrent)
+	pos, err := sr.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return err
 	}
@@ -318,4 +337,9 @@ func (r *Reader) Walk(ctx context.Context, ref Ref) (*graph.Node, error) {
 }
 
 // Close closes the file; readers handed out stop working.
-func (r *Reader) Close() error { return r.f.Close() }
+func (r *Reader) Close() error {
+	if r.closer == nil {
+		return nil
+	}
+	return r.closer.Close()
+}

@@ -3,7 +3,6 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -155,26 +154,4 @@ func TestBlobSizeMismatch(t *testing.T) {
 	if _, err := b.ReadFrom(rc); err != nil || b.String() != body {
 		t.Errorf("blob = %q, %v", b.String(), err)
 	}
-}
-
-// FuzzOpen feeds Open arbitrary bytes: it may refuse them, never panic.
-func FuzzOpen(f *testing.F) {
-	f.Add([]byte{})
-	f.Add(makeTar(f, []entry{validLayout, validIndex}))
-	f.Add(makeTar(f, []entry{validLayout, validIndex, {name: "blobs/sha256/" + hexA, body: "x"}}))
-	dir := f.TempDir()
-	f.Fuzz(func(t *testing.T, b []byte) {
-		path := filepath.Join(dir, "fuzz.tar")
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		r, err := Open(path)
-		if err != nil {
-			return
-		}
-		for _, e := range r.Entries() {
-			_, _ = r.Walk(context.Background(), e)
-		}
-		r.Close()
-	})
 }
