@@ -97,7 +97,9 @@ func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo grap
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(client.Jobs())
 	for i, im := range lf.Images {
-		ref, err := imageref.Parse(im.Resolved)
+		// Read from where the image is now: after a first hop that is the
+		// relocated copy, not the source beyond the firewall.
+		ref, err := imageref.Parse(im.Location())
 		if err != nil {
 			if ref, err = imageref.Parse(im.Image); err != nil {
 				return nil, fmt.Errorf("lock entry %q: %w", im.Image, err)

@@ -155,12 +155,13 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 	return writeLock(out, o.target.lockOutput, format, stdout, o.root.log(stderr))
 }
 
-// registryEntries reads each image of the lock from where it was resolved.
+// registryEntries reads each image of the lock from where it is now: the
+// relocated copy after a first hop, else where it was resolved.
 func registryEntries(client *access.Client, lf *lock.File) ([]transfer.Entry, error) {
 	fetchers := map[string]graph.Fetcher{}
 	entries := make([]transfer.Entry, 0, len(lf.Images))
 	for _, im := range lf.Images {
-		src := im.Resolved
+		src := im.Location()
 		if src == "" {
 			src = im.Image
 		}

@@ -163,6 +163,27 @@ func TestRelocateCLI(t *testing.T) {
 			t.Errorf("closing note: %s", stderr)
 		}
 	})
+
+	t.Run("a second hop reads from the relocated copy, not the source", func(t *testing.T) {
+		hop := newMemRegistry(t)
+		// The source is not reachable from here: only the first mirror is.
+		args := []string{"relocate", "--lock", lockOut, "--repository", hop.host + "/dmz", "--insecure-registry", dst.host, "--insecure-registry", hop.host}
+		stdout, stderr, code := runCLI(t, "", args...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		again, err := lock.Parse([]byte(stdout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if im, _ := again.Lookup(src.host + "/team/api:v1"); im.Relocated != hop.host+"/dmz/team/api@"+dA.String() {
+			t.Errorf("second hop relocated = %q", im.Relocated)
+		}
+		bundle := filepath.Join(t.TempDir(), "b.tar")
+		if _, stderr, code := runCLI(t, "", "pkg", "--lock", lockOut, "-o", bundle, "--insecure-registry", dst.host); code != 0 {
+			t.Fatalf("pkg from the relocated lock: exit %d: %s", code, stderr)
+		}
+	})
 }
 
 func TestUnpkgCLI(t *testing.T) {
