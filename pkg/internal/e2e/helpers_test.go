@@ -37,6 +37,13 @@ var template struct {
 // registry the set was first pushed to: use images() to name this one.
 func standardSource(t *testing.T) (*testutil.Registry, testutil.Standard) {
 	t.Helper()
+	return standardSourceWith(t, testutil.RegistryOptions{})
+}
+
+// standardSourceWith is standardSource for a registry configured by o
+// (authentication, TLS): the stored files do not depend on either.
+func standardSourceWith(t *testing.T, o testutil.RegistryOptions) (*testutil.Registry, testutil.Standard) {
+	t.Helper()
 	template.once.Do(func() {
 		reg := testutil.StartRegistry(t)
 		std := testutil.StandardSet(t, reg, smallLayer)
@@ -52,7 +59,7 @@ func standardSource(t *testing.T) (*testutil.Registry, testutil.Standard) {
 	if template.dir == "" {
 		t.Fatal("pushing the standard set failed in an earlier test")
 	}
-	reg := testutil.StartRegistry(t)
+	reg := testutil.StartRegistryWith(t, o)
 	if err := os.CopyFS(reg.StorageDir, os.DirFS(template.dir)); err != nil {
 		t.Fatal(err)
 	}
