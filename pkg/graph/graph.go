@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -17,6 +18,18 @@ import (
 // MaxManifestSize caps a manifest or index, as registries do (distribution
 // refuses more than 4 MiB on PUT), so a hostile source cannot exhaust memory.
 const MaxManifestSize = 4 << 20
+
+// ManifestAccept is the Accept header of every manifest request. A registry
+// picks what it serves from it: distribution answers a client that does not
+// accept manifest lists with one platform's manifest instead of the list,
+// and one that accepts nothing newer with a schema 1 conversion.
+var ManifestAccept = strings.Join([]string{
+	string(types.OCIImageIndex),
+	string(types.OCIManifestSchema1),
+	string(types.DockerManifestList),
+	string(types.DockerManifestSchema2),
+	"*/*",
+}, ", ")
 
 // Fetcher serves raw manifests and blobs, e.g. of one registry repository or
 // of a bundle.

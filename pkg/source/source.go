@@ -22,7 +22,6 @@ import (
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
@@ -48,18 +47,52 @@ func New(c *access.Client, repo name.Repository) *Repo {
 // Repository is the repository served.
 func (r *Repo) Repository() name.Repository { return r.repo }
 
-// Manifest fetches the manifest d names, as the bytes served.
+// Manifest fetches the manifest d names, as the bytes served, over the
+// repository's one authenticated connection (not a new ping and token per
+// manifest). The caller checks the bytes against d.
 func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
-	desc, err := remote.Get(r.repo.Digest(d.Digest.String()), r.client.Remote(ctx)...)
+	hc, err := r.httpClient(ctx)
 	if err != nil {
-		// go-containerregistry checks the digest itself, with an error of
-		// no type; callers look for graph.ErrDigestMismatch.
-		if strings.Contains(err.Error(), "does not match requested digest") {
-			return nil, fmt.Errorf("fetching manifest %s from %s: %w: %v", d.Digest, r.repo, graph.ErrDigestMismatch, err)
-		}
-		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(err))
+		return nil, err
 	}
-	return desc.Manifest, nil
+	u := url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/manifests/%s", r.repo.RepositoryStr(), d.Digest)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", graph.ManifestAccept)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(redactURL(err)))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, transport.CheckError(resp, http.StatusOK))
+	}
+	// A registry's word on size is bounded like the manifest itself.
+	b, err := io.ReadAll(io.LimitReader(resp.Body, graph.MaxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, redactURL(err))
+	}
+	if len(b) > graph.MaxManifestSize {
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w: more than %d bytes", d.Digest, r.repo, graph.ErrTooLarge, graph.MaxManifestSize)
+	}
+	return b, nil
+}
+
+// redactURL drops the query of a URL in an error: upload and redirect URLs
+// can carry signed credentials there.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && u.RawQuery != "" {
+			u.RawQuery = ""
+			c := *ue
+			c.URL = u.String() + "?…"
+			return &c
+		}
+	}
+	return err
 }
 
 // stallTimeout is how long a blob download may receive nothing before it

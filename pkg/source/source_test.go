@@ -199,6 +199,19 @@ func TestFetchThroughFaults(t *testing.T) {
 		t.Logf("stalled download resumed and done in %v", time.Since(start))
 	})
 
+	t.Run("one connection serves every manifest and blob", func(t *testing.T) {
+		p := testutil.StartFaultProxy(t, f.reg.Host)
+		r := f.repo(t, p)
+		for i := 0; i < 3; i++ {
+			if err := fetchAll(t.Context(), r, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := p.Count(http.MethodGet, testutil.KindPing, ""); n != 1 {
+			t.Errorf("%d pings for three fetches of a manifest and its blobs, want 1", n)
+		}
+	})
+
 	t.Run("corrupt blob is refused", func(t *testing.T) {
 		p := testutil.StartFaultProxy(t, f.reg.Host)
 		p.CorruptBlob(f.layer.Digest.String(), layerSize)

@@ -22,16 +22,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// manifestAccept is sent with every manifest request, so that a registry
-// never converts what it serves (distribution would fall back to schema 1
-// for a client that accepts nothing newer).
-var manifestAccept = strings.Join([]string{
-	string(types.OCIImageIndex),
-	string(types.OCIManifestSchema1),
-	string(types.DockerManifestList),
-	string(types.DockerManifestSchema2),
-	"*/*",
-}, ", ")
 
 // conn makes raw requests to one registry through an authenticated
 // transport, so manifests travel as the exact bytes and blobs as streams.
@@ -85,7 +75,7 @@ func (c *conn) headManifest(ctx context.Context, repo name.Repository, ref strin
 	if err != nil {
 		return false, "", err
 	}
-	req.Header.Set("Accept", manifestAccept)
+	req.Header.Set("Accept", graph.ManifestAccept)
 	resp, err := c.do(req)
 	if err != nil {
 		return false, "", err
@@ -128,7 +118,7 @@ func (c *conn) getManifest(ctx context.Context, repo name.Repository, d v1.Descr
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", manifestAccept)
+	req.Header.Set("Accept", graph.ManifestAccept)
 	resp, err := c.do(req)
 	if err != nil {
 		return nil, err

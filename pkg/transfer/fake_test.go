@@ -131,7 +131,7 @@ func (tr *testRegistry) client(t *testing.T) *access.Client {
 func (tr *testRegistry) raw(t *testing.T, repo, ref string) ([]byte, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, tr.srv.URL+"/v2/"+repo+"/manifests/"+ref, nil)
-	req.Header.Set("Accept", manifestAccept)
+	req.Header.Set("Accept", graph.ManifestAccept)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
