@@ -306,3 +306,18 @@ func untrusted(err error) *TLSError {
 	}
 	return &TLSError{Host: host, Err: cause}
 }
+
+// RedactURL drops the query of a URL in an error: upload and redirect URLs
+// can carry signed credentials there.
+func RedactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && u.RawQuery != "" {
+			u.RawQuery = ""
+			c := *ue
+			c.URL = u.String() + "?…"
+			return &c
+		}
+	}
+	return err
+}

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -58,5 +59,16 @@ func TestExplain(t *testing.T) {
 	var ph *PlainHTTPError
 	if !errors.As(err, &ph) || err.Error() != (&PlainHTTPError{Host: plainHost}).Error() {
 		t.Errorf("plain-HTTP registry: got %v, want only the --insecure-registry advice", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if RedactURL(nil) != nil {
+		t.Error("RedactURL(nil) is not nil")
+	}
+	err := &url.Error{Op: "Put", URL: "https://r.io/v2/x/blobs/uploads/1?_state=SECRET&X-Amz-Signature=abc", Err: errors.New("boom")}
+	got := RedactURL(err).Error()
+	if strings.Contains(got, "SECRET") || strings.Contains(got, "abc") || !strings.Contains(got, "https://r.io/v2/x/blobs/uploads/1") {
+		t.Errorf("RedactURL = %q", got)
 	}
 }

@@ -63,7 +63,7 @@ func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 	req.Header.Set("Accept", graph.ManifestAccept)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(redactURL(err)))
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(access.RedactURL(err)))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -72,27 +72,12 @@ func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 	// A registry's word on size is bounded like the manifest itself.
 	b, err := io.ReadAll(io.LimitReader(resp.Body, graph.MaxManifestSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, redactURL(err))
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.RedactURL(err))
 	}
 	if len(b) > graph.MaxManifestSize {
 		return nil, fmt.Errorf("fetching manifest %s from %s: %w: more than %d bytes", d.Digest, r.repo, graph.ErrTooLarge, graph.MaxManifestSize)
 	}
 	return b, nil
-}
-
-// redactURL drops the query of a URL in an error: upload and redirect URLs
-// can carry signed credentials there.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if u, perr := url.Parse(ue.URL); perr == nil && u.RawQuery != "" {
-			u.RawQuery = ""
-			c := *ue
-			c.URL = u.String() + "?…"
-			return &c
-		}
-	}
-	return err
 }
 
 // stallTimeout is how long a blob download may receive nothing before it
@@ -161,7 +146,7 @@ func (b *blobReader) get(off int64) (io.ReadCloser, error) {
 	resp, err := b.hc.Do(req)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("fetching blob %s from %s: %w", b.d.Digest, b.repo, err)
+		return nil, fmt.Errorf("fetching blob %s from %s: %w", b.d.Digest, b.repo, access.RedactURL(err))
 	}
 	body, err := b.accept(resp, off)
 	if err != nil {

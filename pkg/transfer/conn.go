@@ -60,7 +60,8 @@ func (c *conn) url(repo name.Repository, kind, ref string) string {
 
 func (c *conn) do(req *http.Request) (*http.Response, error) {
 	req.Header.Set("User-Agent", "ferry")
-	return c.http.Do(req)
+	resp, err := c.http.Do(req)
+	return resp, access.RedactURL(err)
 }
 
 // headBlob reports whether repo holds the blob.
