@@ -51,10 +51,14 @@ func Message(err error) string {
 	return "error: " + err.Error()
 }
 
+// isCobraUsage recognises the usage errors cobra makes itself (unknown
+// commands, required flags, argument counts) by how they begin: errors from
+// ferry's own work are wrapped with context first, so a system error such
+// as "invalid argument" deep inside one is not mistaken for wrong usage.
 func isCobraUsage(err error) bool {
 	s := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "invalid argument", "required flag"} {
-		if strings.Contains(s, p) {
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "accepts ", "requires at least", "required flag", "flag needs an argument", "invalid argument"} {
+		if strings.HasPrefix(s, p) {
 			return true
 		}
 	}

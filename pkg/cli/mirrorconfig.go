@@ -75,7 +75,7 @@ func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) 
 		}
 		return err
 	}
-	if o.output == "" {
+	if o.output == "" || o.output == "-" {
 		return mirrorconfig.RegistriesConf(stdout, regs)
 	}
 	if err := atomicfile.Write(o.output, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs) }); err != nil {

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -68,6 +71,10 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.output == "" {
 		return usageErrorf(cmd, "no output: pass the bundle file with -o BUNDLE.tar")
 	}
+	// Found now, not after every image has been fetched.
+	if err := checkOutputPath(o.output); err != nil {
+		return err
+	}
 	client, err := o.reg.client(cmd)
 	if err != nil {
 		return err
@@ -81,6 +88,9 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return err
 	}
 	st, err := bundle.Write(ctx, o.output, entries, bundle.Options{Lock: lf, Jobs: o.reg.jobs, Progress: o.root.progress(cmd.ErrOrStderr())})
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("writing bundle %s: interrupted; what was fetched is kept in %s: run the same command again to resume", o.output, bundle.PartialPath(o.output))
+	}
 	if err != nil {
 		return fmt.Errorf("writing bundle %s: %w", o.output, err)
 	}
@@ -150,4 +160,21 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// checkOutputPath refuses an output that is a directory or whose directory
+// does not exist.
+func checkOutputPath(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("-o %s is a directory: give a file name such as %s", path, filepath.Join(path, "bundle.tar"))
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("-o %s: directory %s does not exist: create it first", path, dir)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("-o %s: %s is not a directory", path, dir)
+	}
+	return nil
 }

@@ -39,7 +39,7 @@ the manifests to the new locations.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
-			o.logger = newLogger(cmd.ErrOrStderr(), o.verbose)
+			o.logger = newLogger(cmd.ErrOrStderr(), o.verbose, o.quiet)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErrorf(c, "%v", err) })
@@ -62,10 +62,13 @@ the manifests to the new locations.`,
 	return cmd, o
 }
 
-func newLogger(w io.Writer, verbose bool) *slog.Logger {
+func newLogger(w io.Writer, verbose, quiet bool) *slog.Logger {
 	level := slog.LevelInfo
-	if verbose {
+	switch {
+	case verbose:
 		level = slog.LevelDebug
+	case quiet:
+		level = slog.LevelWarn
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
@@ -73,7 +76,7 @@ func newLogger(w io.Writer, verbose bool) *slog.Logger {
 // log returns the logger, also before PersistentPreRun ran (in tests).
 func (o *rootOptions) log(w io.Writer) *slog.Logger {
 	if o.logger == nil {
-		o.logger = newLogger(w, o.verbose)
+		o.logger = newLogger(w, o.verbose, o.quiet)
 	}
 	return o.logger
 }

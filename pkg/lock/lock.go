@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/ferry-dev/ferry/pkg/atomicfile"
 	"github.com/ferry-dev/ferry/pkg/imageref"
@@ -206,7 +207,9 @@ func strictUnmarshal(b []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("invalid lock: %w", err)
+		// yaml lists each problem on a line of its own: one line is printed.
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ; ")), " ")
+		return fmt.Errorf("invalid lock: %s", strings.ReplaceAll(msg, ": ; ", ": "))
 	}
 	return nil
 }
