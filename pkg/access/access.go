@@ -31,6 +31,8 @@ type Options struct {
 	// Keychain supplies credentials; nil means the Docker config and its
 	// credential helpers.
 	Keychain authn.Keychain
+	// UserAgent names ferry and its version to registries; "" means "ferry".
+	UserAgent string
 	// Jobs bounds concurrent requests; 0 means 8.
 	Jobs int
 	// Transport replaces the base HTTP transport (tests); TLS options and
@@ -69,11 +71,12 @@ type Client struct {
 	keychain  authn.Keychain
 	jobs      int
 	limits    *limiter
+	userAgent string
 }
 
 // New checks the options and builds a Client.
 func New(o Options) (*Client, error) {
-	c := &Client{insecure: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs}
+	c := &Client{insecure: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs, userAgent: cmp.Or(o.UserAgent, "ferry")}
 	if c.keychain == nil {
 		c.keychain = authn.DefaultKeychain
 	}
@@ -204,17 +207,12 @@ func (c *Client) Remote(ctx context.Context) []remote.Option {
 		remote.WithAuthFromKeychain(c.keychain),
 		remote.WithTransport(c.transport),
 		remote.WithJobs(c.jobs),
-		remote.WithUserAgent("ferry/" + userAgentVersion),
+		remote.WithUserAgent(c.userAgent),
 		remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 1}),
 		remote.WithRetryPredicate(func(error) bool { return false }),
 		remote.WithRetryStatusCodes(),
 	}
 }
-
-var userAgentVersion = "dev"
-
-// SetVersion records ferry's version for the User-Agent.
-func SetVersion(v string) { userAgentVersion = v }
 
 // httpGuard refuses plain HTTP to hosts that were not named insecure:
 // go-containerregistry would otherwise fall back to HTTP by itself for
@@ -321,3 +319,6 @@ func RedactURL(err error) error {
 	}
 	return err
 }
+
+// UserAgent is how ferry names itself to registries.
+func (c *Client) UserAgent() string { return c.userAgent }

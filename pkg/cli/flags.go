@@ -24,8 +24,7 @@ func (f *registryFlags) client(cmd *cobra.Command) (*access.Client, error) {
 	if f.jobs < 1 {
 		return nil, usageErrorf(cmd, "--concurrency must be at least 1, got %d", f.jobs)
 	}
-	access.SetVersion(Version)
-	return access.New(access.Options{CACertFiles: f.caCerts, InsecureHosts: f.insecure, Jobs: f.jobs})
+	return access.New(access.Options{CACertFiles: f.caCerts, InsecureHosts: f.insecure, Jobs: f.jobs, UserAgent: "ferry/" + Version})
 }
 
 // inputFlags are the -f flags of commands that read manifests.

@@ -22,13 +22,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-
 // conn makes raw requests to one registry through an authenticated
 // transport, so manifests travel as the exact bytes and blobs as streams.
 type conn struct {
 	reg    name.Registry
 	scheme string
 	http   *http.Client
+	// userAgent names ferry's version, as go-containerregistry's calls do.
+	userAgent string
 }
 
 // dial pings reg and obtains credentials for scopes. Transient failures
@@ -44,13 +45,9 @@ func dial(ctx context.Context, c *access.Client, reg name.Registry, scopes []str
 		// The ping tries HTTPS and, for an insecure host, HTTP, and joins
 		// both failures; when the transport gave up retrying, its error
 		// says it all once.
-		var re *access.RetryError
-		if errors.As(err, &re) {
-			err = re
-		}
 		return nil, fmt.Errorf("connecting to %s: %w", reg.RegistryStr(), access.Explain(err))
 	}
-	return &conn{reg: reg, scheme: reg.Scheme(), http: &http.Client{Transport: t}}, nil
+	return &conn{reg: reg, scheme: reg.Scheme(), http: &http.Client{Transport: t}, userAgent: c.UserAgent()}, nil
 }
 
 func (c *conn) url(repo name.Repository, kind, ref string) string {
@@ -59,7 +56,7 @@ func (c *conn) url(repo name.Repository, kind, ref string) string {
 }
 
 func (c *conn) do(req *http.Request) (*http.Response, error) {
-	req.Header.Set("User-Agent", "ferry")
+	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.http.Do(req)
 	return resp, access.RedactURL(err)
 }
