@@ -131,12 +131,11 @@ func (w *walker) walk(ctx context.Context, d v1.Descriptor, depth int) (*Node, e
 		path[d.Digest] = true
 		defer delete(path, d.Digest)
 		for _, c := range idx.Manifests {
-			if !c.MediaType.IsIndex() && !c.MediaType.IsImage() {
-				// Attestations and other artifacts an index may hold: keep
-				// them as blobs so the index stays complete.
-				if c.MediaType.IsSchema1() {
-					return nil, fmt.Errorf("index %s: child %s is a Docker schema 1 manifest, which ferry does not copy", d.Digest, c.Digest)
-				}
+			// Every child is walked as a manifest, so that the index stays
+			// complete: attestations and other artifacts are OCI manifests
+			// with a config, and are copied like images.
+			if c.MediaType.IsSchema1() {
+				return nil, fmt.Errorf("index %s: child %s is a Docker schema 1 manifest, which ferry does not copy", d.Digest, c.Digest)
 			}
 			child, err := w.walk(ctx, c, depth+1)
 			if err != nil {
