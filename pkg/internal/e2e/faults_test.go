@@ -83,9 +83,10 @@ func TestTransientFaults(t *testing.T) {
 // TestUnreachableRegistry points every command at a registry that is down
 // (connections refused) and at one that blackholes (accepts, never
 // answers): each exits 1 with one line on stderr naming the registry, in
-// bounded time.
+// bounded time. It runs in parallel with other tests: it mostly waits.
 func TestUnreachableRegistry(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	dir := t.TempDir()
 	src := testutil.StartRegistry(t)
 	f := testutil.PushImage(t, src, "app/one", "v1", testutil.ImageSpec{Layers: []v1.Layer{testutil.TarLayer("a", []byte("a"))}})
@@ -160,6 +161,7 @@ func TestUnreachableRegistry(t *testing.T) {
 // the digest got, and write nothing at a final path.
 func TestLyingRegistry(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	dir := t.TempDir()
 	src, std := standardSource(t)
 	air := testutil.StartRegistry(t)

@@ -14,6 +14,7 @@ import (
 // is damaged and the images using it; unpkg refuses and tags nothing.
 func TestTamperedBundle(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	dir := t.TempDir()
 	src, std := standardSource(t)
 	ims := images(std, src.Host)

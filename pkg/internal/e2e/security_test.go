@@ -244,6 +244,7 @@ func writeCA(t *testing.T, dir string) (ca, cert, key string) {
 // --registry-ca-cert ca.pem, digests intact.
 func TestTLS(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	dir := t.TempDir()
 	ca, cert, key := writeCA(t, t.TempDir())
 	reg, std := standardSourceWith(t, testutil.RegistryOptions{TLSCert: cert, TLSKey: key})
@@ -279,6 +280,7 @@ func TestTLS(t *testing.T) {
 // unless the host is named.
 func TestPlainHTTPNeedsInsecureRegistry(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	dir := t.TempDir()
 	reg, std := standardSource(t)
 	proxy := testutil.StartFaultProxy(t, reg.Host) // counts what reaches it
