@@ -31,6 +31,10 @@ func (f *registryFlags) client(cmd *cobra.Command) (*access.Client, error) {
 type inputFlags struct {
 	files  []string
 	config string
+	// stdin holds "-f -" once read: commands that resolve and then rewrite
+	// read it twice.
+	stdin []byte
+	read  bool
 }
 
 func (f *inputFlags) add(fs *pflag.FlagSet) {

@@ -1,22 +1,46 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/atomicfile"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/resolve"
+	"github.com/ferry-dev/ferry/pkg/rewrite"
 	"github.com/ferry-dev/ferry/pkg/scan"
 	"github.com/spf13/cobra"
 )
 
+// stdinOf returns the command's stdin, read into memory on first use when
+// the inputs name it, so that every pass over the inputs sees all of it.
+func (f *inputFlags) stdinOf(cmd *cobra.Command) (io.Reader, error) {
+	if !slices.Contains(f.files, scan.Stdin) {
+		return cmd.InOrStdin(), nil
+	}
+	if !f.read {
+		b, err := io.ReadAll(cmd.InOrStdin())
+		if err != nil {
+			return nil, fmt.Errorf("reading stdin: %w", err)
+		}
+		f.stdin, f.read = b, true
+	}
+	return bytes.NewReader(f.stdin), nil
+}
+
 // scanOptions builds the scanner's options from -f/--config.
-func (f *inputFlags) scanOptions(stdin io.Reader) (scan.Options, error) {
+func (f *inputFlags) scanOptions(cmd *cobra.Command) (scan.Options, error) {
+	stdin, err := f.stdinOf(cmd)
+	if err != nil {
+		return scan.Options{}, err
+	}
 	o := scan.Options{Stdin: stdin}
 	if f.config != "" {
 		c, err := scan.LoadConfig(f.config)
@@ -30,8 +54,8 @@ func (f *inputFlags) scanOptions(stdin io.Reader) (scan.Options, error) {
 
 // references scans the inputs and parses every reference found, failing on
 // the first invalid one with its file and line.
-func (f *inputFlags) references(ctx context.Context, stdin io.Reader) ([]resolve.Input, error) {
-	so, err := f.scanOptions(stdin)
+func (f *inputFlags) references(ctx context.Context, cmd *cobra.Command) ([]resolve.Input, error) {
+	so, err := f.scanOptions(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +103,7 @@ func (o *rootOptions) lockFor(ctx context.Context, cmd *cobra.Command, in *input
 		}
 		return f, nil
 	}
-	inputs, err := in.references(ctx, cmd.InOrStdin())
+	inputs, err := in.references(ctx, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -89,4 +113,22 @@ func (o *rootOptions) lockFor(ctx context.Context, cmd *cobra.Command, in *input
 	log := o.log(cmd.ErrOrStderr())
 	log.Debug("resolving", slog.Int("references", len(inputs)))
 	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: func(m string) { log.Warn(m) }})
+}
+
+// writeRewritten rewrites the inputs into -o FILE atomically, or onto stdout
+// once all of them are done, so that a failure leaves no half output.
+func writeRewritten(ctx context.Context, files []string, ro rewrite.Options, output string, stdout io.Writer) (res rewrite.Result, err error) {
+	if output != "" {
+		err = atomicfile.Write(output, 0o644, func(w io.Writer) error {
+			res, err = rewrite.Rewrite(ctx, files, ro, w)
+			return err
+		})
+		return res, err
+	}
+	var buf bytes.Buffer
+	if res, err = rewrite.Rewrite(ctx, files, ro, &buf); err != nil {
+		return res, err
+	}
+	_, err = stdout.Write(buf.Bytes())
+	return res, err
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -113,14 +111,6 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 	if err != nil {
 		return err
 	}
-	// stdin is read twice, to resolve and to rewrite, so it is kept.
-	var stdin []byte
-	if slices.Contains(o.in.files, "-") {
-		if stdin, err = io.ReadAll(cmd.InOrStdin()); err != nil {
-			return fmt.Errorf("reading stdin: %w", err)
-		}
-		cmd.SetIn(bytes.NewReader(stdin))
-	}
 	lf, err := o.root.lockFor(ctx, cmd, &o.in, o.lock, client)
 	if err != nil {
 		return err
@@ -136,16 +126,11 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 	}
 	logResult(o.root.log(stderr), "relocated", ro.Repository, res)
 	if len(o.in.files) > 0 {
-		// Rewritten into memory first, so that a failure prints no half stream.
-		so, err := o.in.scanOptions(bytes.NewReader(stdin))
+		so, err := o.in.scanOptions(cmd)
 		if err != nil {
 			return err
 		}
-		var buf bytes.Buffer
-		if _, err := rewrite.Rewrite(ctx, o.in.files, rewrite.Options{Map: relocated(out), Scan: so}, &buf); err != nil {
-			return err
-		}
-		if _, err := stdout.Write(buf.Bytes()); err != nil {
+		if _, err := writeRewritten(ctx, o.in.files, rewrite.Options{Map: relocated(out), Scan: so}, "", stdout); err != nil {
 			return err
 		}
 		if o.target.lockOutput == "" {

@@ -164,6 +164,22 @@ func TestRelocateCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("stdin is read once and rewritten in full", func(t *testing.T) {
+		for _, verb := range []string{"relocate", "resolve"} {
+			args := append([]string{verb, "-f", "-"}, insecure...)
+			if verb == "relocate" {
+				args = append(args, "--repository", dst.host+"/mirror")
+			}
+			stdout, stderr, code := runCLI(t, manifest, args...)
+			if code != 0 {
+				t.Fatalf("%s -f -: exit %d: %s", verb, code, stderr)
+			}
+			if strings.Count(stdout, "@"+dA.String()) != 1 || strings.Count(stdout, "@"+dW.String()) != 1 || !strings.Contains(stdout, "# keep me") {
+				t.Errorf("%s -f -: stdout is not the whole manifest pinned:\n%s", verb, stdout)
+			}
+		}
+	})
+
 	t.Run("a second hop reads from the relocated copy, not the source", func(t *testing.T) {
 		hop := newMemRegistry(t)
 		// The source is not reachable from here: only the first mirror is.

@@ -1,13 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"slices"
 
-	"github.com/ferry-dev/ferry/pkg/atomicfile"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/rewrite"
 	"github.com/spf13/cobra"
@@ -64,41 +60,15 @@ func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout io.
 	if err != nil {
 		return err
 	}
-	// stdin is read twice, to scan and to rewrite, so it is kept.
-	if slices.Contains(o.in.files, "-") {
-		b, err := io.ReadAll(cmd.InOrStdin())
-		if err != nil {
-			return fmt.Errorf("reading stdin: %w", err)
-		}
-		cmd.SetIn(bytes.NewReader(b))
-		defer cmd.SetIn(bytes.NewReader(b))
-	}
-	stdin := cmd.InOrStdin()
 	lf, err := o.root.lockFor(ctx, cmd, &o.in, "", client)
 	if err != nil {
 		return err
 	}
-	if r, ok := stdin.(*bytes.Reader); ok {
-		r.Seek(0, io.SeekStart)
-	}
-	so, err := o.in.scanOptions(stdin)
+	so, err := o.in.scanOptions(cmd)
 	if err != nil {
 		return err
 	}
-	ro := rewrite.Options{Map: pinned(lf), Scan: so}
-	if o.output != "" {
-		err = atomicfile.Write(o.output, 0o644, func(w io.Writer) error {
-			_, err := rewrite.Rewrite(ctx, o.in.files, ro, w)
-			return err
-		})
-	} else {
-		// Rewrite into memory first so that a failure prints no half stream.
-		var buf bytes.Buffer
-		if _, err = rewrite.Rewrite(ctx, o.in.files, ro, &buf); err == nil {
-			_, err = stdout.Write(buf.Bytes())
-		}
-	}
-	if err != nil {
+	if _, err := writeRewritten(ctx, o.in.files, rewrite.Options{Map: pinned(lf), Scan: so}, o.output, stdout); err != nil {
 		return err
 	}
 	if o.lockOutput != "" {

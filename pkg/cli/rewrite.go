@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 
-	"github.com/ferry-dev/ferry/pkg/atomicfile"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/rewrite"
 	"github.com/ferry-dev/ferry/pkg/scan"
@@ -73,25 +71,16 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if err != nil {
 		return err
 	}
-	so, err := o.in.scanOptions(cmd.InOrStdin())
+	so, err := o.in.scanOptions(cmd)
 	if err != nil {
 		return err
 	}
 	ro := rewrite.Options{Map: locations(lf), Scan: so, Strict: o.strict}
 	var res rewrite.Result
-	switch {
-	case o.inPlace:
+	if o.inPlace {
 		res, err = rewrite.InPlace(ctx, o.in.files, ro)
-	case o.output != "":
-		err = atomicfile.Write(o.output, 0o644, func(w io.Writer) error {
-			res, err = rewrite.Rewrite(ctx, o.in.files, ro, w)
-			return err
-		})
-	default:
-		var buf bytes.Buffer
-		if res, err = rewrite.Rewrite(ctx, o.in.files, ro, &buf); err == nil {
-			_, err = stdout.Write(buf.Bytes())
-		}
+	} else {
+		res, err = writeRewritten(ctx, o.in.files, ro, o.output, stdout)
 	}
 	var ue *rewrite.UnmappedError
 	if errors.As(err, &ue) {
