@@ -624,3 +624,32 @@ func TestInspect(t *testing.T) {
 		t.Errorf("unique bytes %d not below file size %d", s.UniqueBytes, s.FileSize)
 	}
 }
+
+func TestRerunOfCompleteBundleFetchesNothing(t *testing.T) {
+	w := newWorld(t)
+	path := filepath.Join(t.TempDir(), "bundle.tar")
+	write(t, w, path, w.entries)
+	before := fileHash(t, path)
+
+	shared := &counting{}
+	again := wrap(w.fresh(), func(f graph.Fetcher) graph.Fetcher { return &sharedCounting{f, shared} })
+	st, err := Write(t.Context(), path, again, Options{Lock: w.lock, Jobs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Unchanged || st.Fetched != 0 || len(shared.blobs) != 0 {
+		t.Errorf("rerun: unchanged=%v, fetched %d blobs (%d asked), want nothing fetched", st.Unchanged, st.Fetched, len(shared.blobs))
+	}
+	if fileHash(t, path) != before {
+		t.Error("the rerun changed the bundle")
+	}
+
+	// Another plan (here: one image fewer) is written anew.
+	st, err = Write(t.Context(), path, w.fresh()[1:], Options{Jobs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Unchanged {
+		t.Error("a bundle of other images was taken for the one already there")
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 
@@ -204,4 +206,36 @@ func header(name string, size int64, dir bool) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// matches reports whether path already holds the bundle this plan lays
+// out: the same size, and every tar header, index.json, the lock and every
+// manifest byte for byte where the plan puts them. The blobs are not read
+// again: a bundle reaches its final path only once each has been checked
+// (ferry verify re-hashes them all). A rerun after success is then cheap.
+func (p *plan) matches(path string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() != p.size {
+		return false, nil
+	}
+	var buf []byte
+	same := func(off int64, want []byte) bool {
+		buf = slices.Grow(buf[:0], len(want))[:len(want)]
+		_, err := f.ReadAt(buf, off)
+		return err == nil && bytes.Equal(buf, want)
+	}
+	for _, it := range p.items {
+		if !same(it.off, it.hdr) || (it.inline != nil && !same(it.dataOff, it.inline)) {
+			return false, nil
+		}
+	}
+	return true, nil
 }

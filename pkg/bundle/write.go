@@ -2,12 +2,14 @@ package bundle
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -54,6 +56,9 @@ type Stats struct {
 	// written, checked again and kept.
 	Resumed      int
 	ResumedBytes int64
+	// Unchanged reports that path already held this very bundle, so
+	// nothing was fetched or written.
+	Unchanged bool
 }
 
 // copyBuffer is the buffer each concurrent blob copy streams through.
@@ -94,6 +99,15 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 	}
 	w := &writer{plan: p, prog: progress.OrNop(o.Progress)}
 	w.stats = Stats{Images: len(entries), Files: countFiles(p), Size: p.size}
+	if same, err := p.matches(path); err != nil {
+		return Stats{}, err
+	} else if same {
+		w.stats.Unchanged = true
+		for _, e := range entries {
+			w.prog.ImageDone(e.Name, "already bundled")
+		}
+		return w.stats, nil
+	}
 	if err := w.open(path); err != nil {
 		return Stats{}, err
 	}
@@ -121,7 +135,11 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	bufs := sync.Pool{New: func() any { return make([]byte, copyBuffer) }}
-	for _, it := range p.fetch {
+	// Largest first, so that the run does not end waiting on one big layer
+	// that started last while the other workers sit idle.
+	fetch := slices.Clone(p.fetch)
+	slices.SortStableFunc(fetch, func(a, b *item) int { return cmp.Compare(b.size, a.size) })
+	for _, it := range fetch {
 		if gctx.Err() != nil {
 			break
 		}

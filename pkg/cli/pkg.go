@@ -94,6 +94,10 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("writing bundle %s: %w", o.output, err)
 	}
+	if st.Unchanged {
+		o.root.log(cmd.ErrOrStderr()).Info("bundle already complete: nothing fetched", "file", o.output, "images", st.Images)
+		return nil
+	}
 	o.root.log(cmd.ErrOrStderr()).Info("wrote bundle", "file", o.output, "images", st.Images, "blobs", st.Files,
 		"size", humanBytes(st.Size), "fetched", humanBytes(st.FetchedBytes), "resumed", humanBytes(st.ResumedBytes))
 	return nil

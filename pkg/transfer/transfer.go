@@ -6,10 +6,12 @@
 package transfer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -187,6 +189,9 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 	p.prog.Start(total, len(images))
 	defer p.prog.Finish()
 
+	// Largest first, so that the run does not end waiting on one big layer
+	// that started last while the other uploads are long done.
+	slices.SortStableFunc(blobs, func(a, b *blobJob) int { return cmp.Compare(b.desc.Size, a.desc.Size) })
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	for _, bj := range blobs {
