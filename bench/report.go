@@ -174,6 +174,7 @@ func (r *report) markdown() string {
 	w("- Wall time is the harness's clock around the job's commands (a loop over images counts as one job); CPU (user+system) and peak RSS come from `/usr/bin/time -v` (peak: the largest of any command and run, reruns included). Setup, such as splitting crane's layout for `crane push`, is not timed.\n")
 	w("- *Written to disk*: the artifact's size for (a), the target registry's storage for (b) and (c).\n")
 	w("- *Rerun*: the same command again right after the first run, everything already in place.\n")
+	w("- Runtime on the 2-core shared machine of issue 5 (load average 10-18): the image set is generated in ~15 s per GiB and cached; one 1x run of all four tools, three jobs and reruns takes 6-8 min, so the default (5 runs, floor 3×) takes about 35-40 min; `-runs 3 -floor-runs 1` 23 min; the scaling study with `-tools ferry,crane -jobs a,b,floor` 22 min; a quick look at 0.25x with one run 3 min.\n")
 	w("- Reproduce: `make bench` (default: scale 1, 5 runs, jobs a,b,c, floor and rerun); `make bench BENCHFLAGS=\"-scale 0.25 -runs 3\"` for a quick look; `BENCHFLAGS=\"-scales 0.25,1,4 -scale-runs 3\"` adds the scaling study; `-big-layer 1024` adds a repository with one 1 GiB layer; `-tools ferry,crane` picks contestants. Raw samples land in `bench/out/results-*.json`.\n")
 	return b.String()
 }
