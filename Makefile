@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin/ferry
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/ferry-dev/ferry/pkg/cli.Version=$(VERSION)
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 GORELEASER_VERSION  ?= v2.12.7
 FUZZTIME  ?= 10s
 

@@ -78,13 +78,6 @@ func mustFerry(t testing.TB, dir string, args ...string) result {
 	return r
 }
 
-func skipShort(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: skipped with -short")
-	}
-}
-
 func TestVersionAndUsage(t *testing.T) {
 	r := mustFerry(t, "", "version")
 	if !bytes.HasPrefix([]byte(r.Stdout), []byte("ferry ")) {

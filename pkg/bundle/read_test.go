@@ -20,7 +20,6 @@ type entry struct {
 	typ  byte
 	body string
 	link string
-	size int64 // overrides len(body) when set
 }
 
 var (

@@ -134,7 +134,7 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
-	bufs := sync.Pool{New: func() any { return make([]byte, copyBuffer) }}
+	bufs := sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
 	// Largest first, so that the run does not end waiting on one big layer
 	// that started last while the other workers sit idle.
 	fetch := slices.Clone(p.fetch)
@@ -144,9 +144,9 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 			break
 		}
 		g.Go(func() error {
-			buf := bufs.Get().([]byte)
+			buf := bufs.Get().(*[]byte)
 			defer bufs.Put(buf)
-			return w.blob(gctx, it, buf)
+			return w.blob(gctx, it, *buf)
 		})
 	}
 	if err := g.Wait(); err != nil {
