@@ -92,6 +92,9 @@ type blobJob struct {
 	from  graph.Fetcher
 	image string // the first image that needs it, for messages
 	repos []name.Repository
+	// held are repositories known to hold the blob already (their image
+	// is there whole): mount sources that need no HEAD.
+	held []name.Repository
 }
 
 // manifestJob is one image graph to put into one repository, with every
@@ -99,8 +102,11 @@ type blobJob struct {
 type manifestJob struct {
 	repo  name.Repository
 	root  *graph.Node
+	from  graph.Fetcher
 	tags  []string
 	names []string
+	// present: the target already holds the root manifest by digest.
+	present bool
 }
 
 type pusher struct {
@@ -120,12 +126,9 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 	}
 	p := &pusher{client: client, conns: map[string]*conn{}, prog: progress.OrNop(o.Progress)}
 
-	var blobs []*blobJob
-	byDigest := map[v1.Hash]*blobJob{}
 	var manifests []*manifestJob
 	byTarget := map[string]*manifestJob{}
 	repos := map[string]map[string]name.Repository{} // registry → repository name → repository
-	var total int64
 	for i := range images {
 		im := &images[i]
 		if im.Root == nil || im.From == nil {
@@ -141,26 +144,13 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 		key := to.Name() + "@" + im.Root.Desc.Digest.String()
 		mj := byTarget[key]
 		if mj == nil {
-			mj = &manifestJob{repo: to, root: im.Root}
+			mj = &manifestJob{repo: to, root: im.Root, from: im.From}
 			byTarget[key] = mj
 			manifests = append(manifests, mj)
 		}
 		mj.names = append(mj.names, im.Name)
 		if im.Tag != "" && !contains(mj.tags, im.Tag) {
 			mj.tags = append(mj.tags, im.Tag)
-		}
-
-		for _, d := range im.Root.AllBlobs() {
-			bj := byDigest[d.Digest]
-			if bj == nil {
-				bj = &blobJob{desc: d, from: im.From, image: im.Name}
-				byDigest[d.Digest] = bj
-				blobs = append(blobs, bj)
-			}
-			if !containsRepo(bj.repos, to) {
-				bj.repos = append(bj.repos, to)
-				total += d.Size
-			}
 		}
 	}
 
@@ -186,8 +176,60 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 		p.conns[reg] = c
 	}
 
+	if err := p.findPresent(ctx, manifests, jobs); err != nil {
+		return p.count.result(len(images)), err
+	}
+	// A registry accepts a manifest only once it holds every blob (and an
+	// index only once it holds every child): an image there by digest is
+	// there whole. Its blobs are not asked for again, and can be mounted
+	// into the repositories that still need them.
+	var total int64
+	counted := map[string]bool{} // repository@digest, each counted once
+	count := func(repo name.Repository, d v1.Descriptor) bool {
+		k := repo.Name() + "@" + d.Digest.String()
+		if counted[k] {
+			return false
+		}
+		counted[k] = true
+		total += d.Size
+		return true
+	}
+	held := map[v1.Hash][]name.Repository{}
+	for _, mj := range manifests {
+		if !mj.present {
+			continue
+		}
+		for _, d := range mj.root.AllBlobs() {
+			if count(mj.repo, d) {
+				p.count.blobsSkipped.Add(1)
+				p.count.bytesSkipped.Add(d.Size)
+				held[d.Digest] = append(held[d.Digest], mj.repo)
+			}
+		}
+	}
+	var blobs []*blobJob
+	byDigest := map[v1.Hash]*blobJob{}
+	for _, mj := range manifests {
+		if mj.present {
+			continue
+		}
+		for _, d := range mj.root.AllBlobs() {
+			if !count(mj.repo, d) {
+				continue
+			}
+			bj := byDigest[d.Digest]
+			if bj == nil {
+				bj = &blobJob{desc: d, from: mj.from, image: mj.names[0], held: held[d.Digest]}
+				byDigest[d.Digest] = bj
+				blobs = append(blobs, bj)
+			}
+			bj.repos = append(bj.repos, mj.repo)
+		}
+	}
+
 	p.prog.Start(total, len(images))
 	defer p.prog.Finish()
+	p.prog.Add(p.count.bytesSkipped.Load())
 
 	// Largest first, so that the run does not end waiting on one big layer
 	// that started last while the other uploads are long done.
@@ -231,6 +273,12 @@ func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 	for _, reg := range registriesOf(j.repos) {
 		c := p.conns[reg]
 		var holder *name.Repository
+		for _, h := range j.held {
+			if h.RegistryStr() == reg {
+				holder = &h
+				break
+			}
+		}
 		var missing []name.Repository
 		for _, r := range j.repos {
 			if r.RegistryStr() != reg {
@@ -324,6 +372,28 @@ func (p *pusher) blobErr(j *blobJob, r name.Repository, doing string, err error)
 	return fmt.Errorf("%s blob %s of %q to %s: %w", doing, j.desc.Digest, j.image, r.Name(), err)
 }
 
+// findPresent asks each target repository whether it already holds the
+// image's root manifest: one HEAD per image instead of one per blob and
+// manifest makes a rerun cheap.
+func (p *pusher) findPresent(ctx context.Context, manifests []*manifestJob, jobs int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, mj := range manifests {
+		g.Go(func() error {
+			c := p.conns[mj.repo.RegistryStr()]
+			d := mj.root.Desc.Digest
+			return retry(gctx, func() (err error) {
+				mj.present, _, err = c.headManifest(gctx, mj.repo, d.String())
+				if err != nil {
+					return fmt.Errorf("checking manifest %s of %q in %s: %w", d, mj.names[0], mj.repo.Name(), err)
+				}
+				return nil
+			})
+		})
+	}
+	return g.Wait()
+}
+
 // manifests puts every manifest of j, children first, then its tags, and
 // reports whether anything was pushed.
 func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
@@ -331,6 +401,10 @@ func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
 	pushed := false
 	name := j.names[0]
 	for _, m := range j.root.Manifests() {
+		if j.present {
+			p.count.manifestsSkipped.Add(1)
+			continue
+		}
 		d := m.Desc.Digest
 		var ok bool
 		err := retry(ctx, func() (err error) {

@@ -153,10 +153,21 @@ func TestPushUploadsEachBlobOnceAndMounts(t *testing.T) {
 	if diff := cmp.Diff(want, again); diff != "" {
 		t.Errorf("second push (-want +got):\n%s", diff)
 	}
+	var heads int
 	for _, r := range reg.requests() {
 		if !strings.HasPrefix(r, "HEAD ") && !strings.HasPrefix(r, "GET /v2/") {
 			t.Errorf("second push sent %s", r)
 		}
+		if strings.HasPrefix(r, "HEAD ") {
+			heads++
+			if strings.Contains(r, "/blobs/") {
+				t.Errorf("second push asked for a blob of an image already there: %s", r)
+			}
+		}
+	}
+	// One HEAD per image for its root manifest, one per tag.
+	if heads != 8 {
+		t.Errorf("second push made %d HEAD requests, want 8 (4 roots, 4 tags)", heads)
 	}
 }
 

@@ -171,10 +171,12 @@ func TestLyingRegistry(t *testing.T) {
 	ins := []string{"--insecure-registry", proxy.Host, "--insecure-registry", air.Host}
 
 	// refuse runs pkg and relocate and checks both refuse, naming want.
+	// Progress lines may come before the error (images done before the bad
+	// blob was reached); -q keeps stderr to the error itself.
 	refuse := func(t *testing.T, name string, want ...string) {
 		t.Helper()
-		pkg := testutil.RunFerry(t, dir, nil, append([]string{"pkg", "--lock", "images.lock.yaml", "-o", name + ".tar"}, ins...)...)
-		rel := testutil.RunFerry(t, dir, nil, append([]string{"relocate", "--lock", "images.lock.yaml", "--repository", air.Host + "/" + name, "--lock-output", name + ".lock.yaml"}, ins...)...)
+		pkg := testutil.RunFerry(t, dir, nil, append([]string{"-q", "pkg", "--lock", "images.lock.yaml", "-o", name + ".tar"}, ins...)...)
+		rel := testutil.RunFerry(t, dir, nil, append([]string{"-q", "relocate", "--lock", "images.lock.yaml", "--repository", air.Host + "/" + name, "--lock-output", name + ".lock.yaml"}, ins...)...)
 		for cmd, r := range map[string]testutil.Result{"pkg": pkg, "relocate": rel} {
 			if r.Code != 1 || len(r.Lines()) != 1 {
 				t.Errorf("%s: exit %d, stderr %q; want 1 and one line", cmd, r.Code, r.Stderr)
