@@ -511,11 +511,3 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-func containsRepo(rs []name.Repository, r name.Repository) bool {
-	for _, x := range rs {
-		if x.Name() == r.Name() {
-			return true
-		}
-	}
-	return false
-}
