@@ -510,4 +510,3 @@ func contains(ss []string, s string) bool {
 	}
 	return false
 }
-
