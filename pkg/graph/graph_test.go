@@ -163,3 +163,24 @@ func TestWalkFetchesRepeatedManifestsOnce(t *testing.T) {
 		t.Errorf("fetched %d manifests, want 4 (each once)", f.fetches)
 	}
 }
+
+func TestWalkRefusesDeepNesting(t *testing.T) {
+	f := &memFetcher{content: map[v1.Hash][]byte{}}
+	img := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[]}`)
+	child := desc(types.OCIManifestSchema1, f.put(img), img)
+	nest := func(levels int) v1.Descriptor {
+		d := child
+		for i := 0; i < levels; i++ {
+			b := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":%q,"digest":%q,"size":%d}]}`, d.MediaType, d.Digest, d.Size))
+			d = desc(types.OCIImageIndex, f.put(b), b)
+		}
+		return d
+	}
+	if _, err := Walk(context.Background(), f, nest(MaxDepth), Options{}); err != nil {
+		t.Errorf("%d nested indexes: %v, want them accepted", MaxDepth, err)
+	}
+	_, err := Walk(context.Background(), f, nest(MaxDepth+2), Options{})
+	if err == nil || !strings.Contains(err.Error(), "nest more than") {
+		t.Errorf("%d nested indexes: err = %v, want a refusal", MaxDepth+2, err)
+	}
+}
