@@ -268,6 +268,7 @@ func (w *writer) blob(ctx context.Context, it *item, buf []byte) error {
 		}
 		return fmt.Errorf("blob %s of %s: %w", it.desc.Digest, strings.Join(it.users, ", "), err)
 	}
+	startWriteback(w.f, it.off, it.dataOff-it.off+it.size)
 	if err := w.journal.add(it.desc.Digest.String()); err != nil {
 		return err
 	}
