@@ -77,10 +77,10 @@ func run(ctx context.Context) error {
 	steps := [][]string{
 		{"scan", "-f", "release.yaml"},
 		append([]string{"resolve", "-f", "release.yaml", "--lock-output", "images.lock.yaml", "-o", "release.pinned.yaml"}, ins...),
-		{"--quiet", "pkg", "--lock", "images.lock.yaml", "-o", "bundle.tar", "--insecure-registry", public},
+		{"pkg", "--lock", "images.lock.yaml", "-o", "bundle.tar", "--insecure-registry", public},
 		{"inspect", "-i", "bundle.tar"},
 		{"verify", "-i", "bundle.tar"},
-		{"--quiet", "unpkg", "-i", "bundle.tar", "--repository", airgap + "/mirror", "--lock-output", "relocated.lock.yaml", "--insecure-registry", airgap},
+		{"unpkg", "-i", "bundle.tar", "--repository", airgap + "/mirror", "--lock-output", "relocated.lock.yaml", "--insecure-registry", airgap},
 		{"verify", "--lock", "relocated.lock.yaml", "--insecure-registry", airgap},
 		{"rewrite", "-f", "release.yaml", "--lock", "relocated.lock.yaml"},
 	}
