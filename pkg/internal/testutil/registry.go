@@ -245,7 +245,7 @@ func (r *Registry) waitReady(ctx context.Context, p *process) error {
 // process is a running docker-registry and what it wrote to stderr.
 type process struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *SyncBuffer
 	done   chan struct{} // closed once Wait has returned
 	err    error         // Wait's result, valid after done
 }
@@ -260,7 +260,7 @@ func startProcess(conf string) (*process, error) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	p := &process{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &process{cmd: cmd, stderr: &SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.stderr
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -292,20 +292,20 @@ func (p *process) stop() {
 	}
 }
 
-// syncBuffer lets the test read the registry's output while exec's copying
-// goroutine is still writing it.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for one writer goroutine (exec's
+// copying, a server's logger) and a reading test.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
