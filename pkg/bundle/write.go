@@ -174,6 +174,7 @@ type writer struct {
 	prog    progress.Reporter
 	partial string
 	f       *os.File
+	flush   *flusher
 	journal *journal
 	// done are the digests a previous run journaled for this plan.
 	done map[string]bool
@@ -209,12 +210,16 @@ func (w *writer) open(path string) error {
 		return fmt.Errorf("creating %s (%d bytes): %w", w.partial, w.plan.size, err)
 	}
 	w.done = done
+	w.flush = startFlusher(f.Sync)
 	// The journal is written afresh, dropping torn lines.
 	w.journal, err = createJournal(jpath, w.plan.hash, done)
 	return err
 }
 
 func (w *writer) close() {
+	if w.flush != nil {
+		_ = w.flush.stop()
+	}
 	if w.journal != nil {
 		w.journal.close()
 	}
@@ -225,6 +230,9 @@ func (w *writer) close() {
 
 // commit makes the bundle durable and moves it to its final path.
 func (w *writer) commit(path string) error {
+	if err := w.flush.stop(); err != nil {
+		return fmt.Errorf("writing %s: %w", w.partial, err)
+	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("writing %s: %w", w.partial, err)
 	}
@@ -268,7 +276,6 @@ func (w *writer) blob(ctx context.Context, it *item, buf []byte) error {
 		}
 		return fmt.Errorf("blob %s of %s: %w", it.desc.Digest, strings.Join(it.users, ", "), err)
 	}
-	startWriteback(w.f, it.off, it.dataOff-it.off+it.size)
 	if err := w.journal.add(it.desc.Digest.String()); err != nil {
 		return err
 	}
@@ -287,7 +294,7 @@ func (w *writer) fetch(ctx context.Context, f graph.Fetcher, it *item, buf []byt
 		return err
 	}
 	defer rc.Close()
-	dst := &regionWriter{w: io.NewOffsetWriter(w.f, it.dataOff), left: it.size, prog: w.prog}
+	dst := &regionWriter{w: io.NewOffsetWriter(w.f, it.dataOff), left: it.size, prog: w.prog, flush: w.flush}
 	n, err := io.CopyBuffer(dst, graph.Verify(rc, it.desc), buf)
 	if err != nil {
 		return err
@@ -325,9 +332,10 @@ func (w *writer) finished(it *item) {
 // regionWriter refuses to write past a blob's region, so that a source
 // sending too much can never overwrite the next header.
 type regionWriter struct {
-	w    io.Writer
-	left int64
-	prog progress.Reporter
+	w     io.Writer
+	left  int64
+	prog  progress.Reporter
+	flush *flusher
 }
 
 func (r *regionWriter) Write(p []byte) (int, error) {
@@ -337,6 +345,7 @@ func (r *regionWriter) Write(p []byte) (int, error) {
 	n, err := r.w.Write(p)
 	r.left -= int64(n)
 	r.prog.Add(int64(n))
+	r.flush.wrote(int64(n))
 	return n, err
 }
 
