@@ -17,18 +17,24 @@ import (
 )
 
 // floorResult is the machine's own limit, measured in the same run as the
-// tools: hashing the unique bytes from the page cache, and the target
-// registry's ingest of them.
+// tools: hashing and writing the unique bytes, the source registry's serving
+// of them, and the target registry's ingest of them.
 type floorResult struct {
-	Bytes          int64
-	HashSecs       float64         // one stream of sha256
-	HashParSecs    float64         // GOMAXPROCS streams
+	Bytes       int64
+	HashSecs    float64 // one stream of sha256, from the page cache
+	HashParSecs float64 // GOMAXPROCS streams
+	// HashWriteSecs is (a)'s floor as issue 5 defines it: GOMAXPROCS
+	// streams hash the unique bytes and write them into one file, no
+	// fsync; HashWriteSyncSecs adds the fsync that makes it durable.
+	HashWriteSecs     float64
+	HashWriteSyncSecs float64
+	// FetchSecs is the source registry serving every unique config and
+	// layer to 8 parallel GETs that discard the bytes: a bound on job (a)
+	// for any tool, set by the registry, not the tool.
+	FetchSecs      float64
 	Ingest         map[int]float64 // parallel uploads -> median seconds
 	BestIngestPar  int
 	BestIngestSecs float64
-	// DirectSecs is the best parallelism again without the counting proxy:
-	// what the proxy itself costs.
-	DirectSecs float64
 }
 
 // blobFile is where docker-registry's filesystem driver keeps a blob.
@@ -37,9 +43,9 @@ func blobFile(storage, d string) string {
 	return filepath.Join(storage, "docker", "registry", "v2", "blobs", "sha256", h[:2], h, "data")
 }
 
-// measureFloor hashes the set's unique blobs (as stored by the source
-// registry) and uploads them into fresh registries with 1, 4 and 8 streams.
-func measureFloor(ctx context.Context, set *imageSet, srcStorage, work string, runs int, logf func(string, ...any)) (floorResult, error) {
+// measureFloor measures the floors against the set's unique blobs (as
+// stored by the source registry at srcStorage, served at srcHost).
+func measureFloor(ctx context.Context, set *imageSet, srcStorage, srcHost, work string, runs int, logf func(string, ...any)) (floorResult, error) {
 	var files []string
 	var sizes []int64
 	r := floorResult{Ingest: map[int]float64{}}
@@ -52,7 +58,9 @@ func measureFloor(ctx context.Context, set *imageSet, srcStorage, work string, r
 	if _, err := hashFiles(files, 1); err != nil {
 		return r, err
 	}
-	var one, par []float64
+	out := filepath.Join(work, "floor.out")
+	defer os.Remove(out)
+	var one, par, hw, hws, fe []float64
 	for range runs {
 		s, err := hashFiles(files, 1)
 		if err != nil {
@@ -61,9 +69,23 @@ func measureFloor(ctx context.Context, set *imageSet, srcStorage, work string, r
 		one = append(one, s)
 		s, _ = hashFiles(files, runtime.GOMAXPROCS(0))
 		par = append(par, s)
+		if s, err = hashWrite(files, sizes, out, runtime.GOMAXPROCS(0), false); err != nil {
+			return r, err
+		}
+		hw = append(hw, s)
+		if s, err = hashWrite(files, sizes, out, runtime.GOMAXPROCS(0), true); err != nil {
+			return r, err
+		}
+		hws = append(hws, s)
+		if s, err = fetchAll(ctx, set, srcHost, 8); err != nil {
+			return r, err
+		}
+		fe = append(fe, s)
 	}
 	r.HashSecs, r.HashParSecs = median(one), median(par)
-	logf("floor: sha256 of %.0f MiB: %.2fs one stream, %.2fs with %d", float64(r.Bytes)/mib, r.HashSecs, r.HashParSecs, runtime.GOMAXPROCS(0))
+	r.HashWriteSecs, r.HashWriteSyncSecs, r.FetchSecs = median(hw), median(hws), median(fe)
+	logf("floor: sha256 of %.0f MiB: %.2fs one stream, %.2fs with %d; hash and write %.2fs, with fsync %.2fs; source serving alone %.2fs",
+		float64(r.Bytes)/mib, r.HashSecs, r.HashParSecs, runtime.GOMAXPROCS(0), r.HashWriteSecs, r.HashWriteSyncSecs, r.FetchSecs)
 
 	for _, p := range []int{1, 4, 8} {
 		var secs []float64
@@ -80,16 +102,6 @@ func measureFloor(ctx context.Context, set *imageSet, srcStorage, work string, r
 			r.BestIngestSecs, r.BestIngestPar = r.Ingest[p], p
 		}
 	}
-	var secs []float64
-	for range runs {
-		s, err := ingestOnce(ctx, set, files, sizes, work, -r.BestIngestPar)
-		if err != nil {
-			return r, err
-		}
-		secs = append(secs, s)
-	}
-	r.DirectSecs = median(secs)
-	logf("floor: registry ingest with %d parallel uploads, no proxy: %.2fs", r.BestIngestPar, r.DirectSecs)
 	return r, nil
 }
 
@@ -115,14 +127,101 @@ func hashFiles(files []string, n int) (float64, error) {
 	return time.Since(start).Seconds(), err
 }
 
-// ingestOnce uploads every blob into a fresh registry behind a counting
-// proxy (as the tools see it), p at a time, the largest first; a negative p
-// means -p at a time straight to the registry.
-func ingestOnce(ctx context.Context, set *imageSet, files []string, sizes []int64, work string, p int) (float64, error) {
-	direct := p < 0
-	if direct {
-		p = -p
+// hashWrite hashes every file with n workers and writes it into out, each
+// at its own offset as in an archive; with sync, out is fsynced at the end.
+func hashWrite(files []string, sizes []int64, out string, n int, sync bool) (float64, error) {
+	os.Remove(out)
+	f, err := os.Create(out)
+	if err != nil {
+		return 0, err
 	}
+	defer f.Close()
+	offs := make([]int64, len(files))
+	var total int64
+	for i, sz := range sizes {
+		offs[i] = total
+		total += sz
+	}
+	start := time.Now()
+	var g errgroup.Group
+	g.SetLimit(n)
+	for i, name := range files {
+		g.Go(func() error {
+			in, err := os.Open(name)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			h := sha256.New()
+			buf := make([]byte, 1<<20)
+			_, err = io.CopyBuffer(io.MultiWriter(h, io.NewOffsetWriter(f, offs[i])), in, buf)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+// fetchAll GETs every unique config and layer from the source registry, n
+// at a time, the largest first, and discards the bytes: what the source's
+// serving alone costs, a bound on job (a) for any tool.
+func fetchAll(ctx context.Context, set *imageSet, host string, n int) (float64, error) {
+	type job struct {
+		repo string
+		b    blob
+	}
+	var jobs []job
+	seen := map[string]bool{}
+	for _, im := range set.Images {
+		for _, m := range im.Manif {
+			for _, b := range append([]blob{m.Config}, m.Layers...) {
+				if !seen[b.Digest] {
+					seen[b.Digest] = true
+					jobs = append(jobs, job{im.Name, b})
+				}
+			}
+		}
+	}
+	slices.SortFunc(jobs, func(a, b job) int { return int(b.b.Size - a.b.Size) })
+	client := &http.Client{Transport: newTransport()}
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(n)
+	for _, j := range jobs {
+		g.Go(func() error {
+			req, err := http.NewRequestWithContext(gctx, http.MethodGet, "http://"+host+"/v2/"+j.repo+"/blobs/"+j.b.Digest, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+			}
+			got, err := io.CopyBuffer(io.Discard, resp.Body, make([]byte, 1<<20))
+			if err == nil && got != j.b.Size {
+				err = fmt.Errorf("GET %s: %d bytes, want %d", req.URL, got, j.b.Size)
+			}
+			return err
+		})
+	}
+	err := g.Wait()
+	return time.Since(start).Seconds(), err
+}
+
+// ingestOnce uploads every blob into a fresh registry, p at a time, the
+// largest first, straight to the registry (as the tools are timed).
+func ingestOnce(ctx context.Context, set *imageSet, files []string, sizes []int64, work string, p int) (float64, error) {
 	storage := filepath.Join(work, "floor-target")
 	if err := os.RemoveAll(storage); err != nil {
 		return 0, err
@@ -132,15 +231,7 @@ func ingestOnce(ctx context.Context, set *imageSet, files []string, sizes []int6
 		return 0, err
 	}
 	defer func() { reg.stop(); os.RemoveAll(storage) }()
-	px, err := startProxy(reg.Host)
-	if err != nil {
-		return 0, err
-	}
-	defer px.close()
-	pu := &pusher{base: "http://" + px.Host, client: &http.Client{Transport: newTransport()}}
-	if direct {
-		pu.base = "http://" + reg.Host
-	}
+	pu := &pusher{base: "http://" + reg.Host, client: &http.Client{Transport: newTransport()}}
 	order := make([]int, len(files))
 	for i := range order {
 		order[i] = i

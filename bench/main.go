@@ -200,8 +200,8 @@ func run(ctx context.Context, c config) error {
 type sample struct {
 	usage
 	Disk        int64 // artifact size (a) or target registry storage (b, c)
-	Recv        int64 // bytes the target registry received (b, c)
-	SrcSent     int64 // bytes the source registry sent (a, c)
+	Recv        int64 // bytes the target registry received (b, c; counting run)
+	SrcSent     int64 // bytes the source registry sent (a, c; counting run)
 	BlobUploads int
 	Distinct    int
 	Mounts      int
@@ -209,10 +209,12 @@ type sample struct {
 	Err         string
 }
 
-// cell is every sample of a tool on a job, first runs and reruns.
+// cell is every sample of a tool on a job: the counting run, then the
+// timed first runs and reruns.
 type cell struct {
 	Tool, Job   string
 	Unavailable string
+	Counted     *sample
 	Runs        []sample
 	Reruns      []sample
 }
@@ -273,23 +275,25 @@ func benchScale(ctx context.Context, c config, scale float64, runs int, jobs map
 	defer srcProxy.close()
 
 	if jobs["floor"] {
-		f, err := measureFloor(ctx, set, storage, work, c.floorRuns, logf)
+		f, err := measureFloor(ctx, set, storage, src.Host, work, c.floorRuns, logf)
 		if err != nil {
 			return nil, err
 		}
 		res.Floor = &f
 	}
 
-	// The release and ferry's lock name the source through its proxy.
+	// The release and ferry's lock name the source registry itself; the
+	// counting run gets a copy of the lock that names its proxy.
 	release := filepath.Join(work, "release.yaml")
 	lockFile := filepath.Join(work, "images.lock.yaml")
-	if err := os.WriteFile(release, set.releaseYAML(srcProxy.Host), 0o644); err != nil {
+	countedLock := filepath.Join(work, "images.counted.lock.yaml")
+	if err := os.WriteFile(release, set.releaseYAML(src.Host), 0o644); err != nil {
 		return nil, err
 	}
 	res.LockFrom = "written by the harness (`ferry resolve` not available)"
 	ferryBin := filepath.Join(c.workDir, "tools", "ferry")
 	if ferryHas(ferryBin, "resolve") {
-		cmd := exec.CommandContext(ctx, ferryBin, "resolve", "-f", release, "--lock-output", lockFile, "--insecure-registry", srcProxy.Host, "-q")
+		cmd := exec.CommandContext(ctx, ferryBin, "resolve", "-f", release, "--lock-output", lockFile, "--insecure-registry", src.Host, "-q")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			logf("ferry resolve failed, the harness writes the lock: %v: %s", err, strings.TrimSpace(string(out)))
 		} else {
@@ -297,11 +301,17 @@ func benchScale(ctx context.Context, c config, scale float64, runs int, jobs map
 		}
 	}
 	if _, err := os.Stat(lockFile); err != nil {
-		if err := os.WriteFile(lockFile, set.lockYAML(srcProxy.Host), 0o644); err != nil {
+		if err := os.WriteFile(lockFile, set.lockYAML(src.Host), 0o644); err != nil {
 			return nil, err
 		}
 	}
-	srcProxy.reset()
+	lockYAML, err := os.ReadFile(lockFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(countedLock, []byte(strings.ReplaceAll(string(lockYAML), src.Host, srcProxy.Host)), 0o644); err != nil {
+		return nil, err
+	}
 
 	var order []*tool
 	order = append(order, ts...)
@@ -309,18 +319,24 @@ func benchScale(ctx context.Context, c config, scale float64, runs int, jobs map
 	if main && jobs[jobPkg] && hasTool(ts, "skopeo") {
 		finding = skopeoOCITool()
 	}
-	for r := range runs {
+	// Run -1 counts bytes, uploads and mounts through the counting proxies;
+	// the timed runs after it go straight to the registries, because on a
+	// small machine the proxy's own copying of every byte would be timed
+	// with each tool and blur the differences between them.
+	for r := -1; r < runs; r++ {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		counted := r < 0
 		// A B C, then B C A, ...: drift on a noisy machine hits every tool alike.
-		rot := append(append([]*tool{}, order[r%len(order):]...), order[:r%len(order)]...)
+		k := max(r, 0) % len(order)
+		rot := append(append([]*tool{}, order[k:]...), order[:k]...)
 		for _, job := range []string{jobPkg, jobUnpkg, jobRelocate} {
 			if !jobs[job] {
 				continue
 			}
 			list := rot
-			if job == jobPkg && r == 0 && finding != nil {
+			if job == jobPkg && counted && finding != nil {
 				list = append(append([]*tool{}, rot...), finding)
 			}
 			for _, t := range list {
@@ -333,18 +349,32 @@ func benchScale(ctx context.Context, c config, scale float64, runs int, jobs map
 					cl.Unavailable = why
 					continue
 				}
-				e := &env{set: set, src: srcProxy.Host, art: filepath.Join(work, "art", safeName(t.name)), lock: lockFile, tools: filepath.Join(c.workDir, "tools"),
+				e := &env{set: set, src: src.Host, art: filepath.Join(work, "art", safeName(t.name)), lock: lockFile, tools: filepath.Join(c.workDir, "tools"),
 					run: filepath.Join(work, "runs", fmt.Sprintf("%d-%s-%s", r, job, safeName(t.name)))}
+				var px *proxy
+				if counted {
+					e.src, e.lock, px = srcProxy.Host, countedLock, srcProxy
+				}
 				if err := resetDir(e.run); err != nil {
 					return nil, err
 				}
-				rerun := jobs["rerun"] && t != finding
-				first, again := runJob(ctx, t, job, e, srcProxy, rerun)
-				cl.Runs = append(cl.Runs, first)
+				// The finding's one run is its counting run.
+				rerun := jobs["rerun"] && t != finding && !counted
+				first, again := runJob(ctx, t, job, e, px, rerun)
+				switch {
+				case counted && t != finding:
+					cl.Counted = &first
+				default:
+					cl.Runs = append(cl.Runs, first)
+				}
 				if rerun {
 					cl.Reruns = append(cl.Reruns, again)
 				}
-				msg := fmt.Sprintf("run %d/%d scale %g job %s %-11s %6.2fs cpu %6.2fs rss %4.0f MiB digests %s", r+1, runs, scale, job, t.name, first.Wall, first.CPU, float64(first.RSS)/mib, first.Check)
+				label := fmt.Sprintf("run %d/%d", r+1, runs)
+				if counted {
+					label = "counting run"
+				}
+				msg := fmt.Sprintf("%s scale %g job %s %-11s %6.2fs cpu %6.2fs rss %4.0f MiB digests %s", label, scale, job, t.name, first.Wall, first.CPU, float64(first.RSS)/mib, first.Check)
 				if rerun {
 					msg += fmt.Sprintf("; rerun %.2fs", again.Wall)
 				}
@@ -377,8 +407,9 @@ func hasTool(ts []*tool, name string) bool {
 }
 
 // runJob runs a job once on fresh ground and, if rerun, once more with
-// everything left in place. b and c get a fresh target registry behind a
-// counting proxy, removed afterwards.
+// everything left in place. b and c get a fresh target registry, removed
+// afterwards. With srcProxy (e.src names it), the run is a counting run:
+// the target gets a counting proxy too, and the sample holds what both saw.
 func runJob(ctx context.Context, t *tool, job string, e *env, srcProxy *proxy, rerun bool) (first, again sample) {
 	var tgt *registry
 	var tgtProxy *proxy
@@ -390,12 +421,15 @@ func runJob(ctx context.Context, t *tool, job string, e *env, srcProxy *proxy, r
 			return
 		}
 		defer func() { tgt.stop(); os.RemoveAll(storage) }()
-		if tgtProxy, err = startProxy(tgt.Host); err != nil {
-			first.Err = err.Error()
-			return
+		e.tgt = tgt.Host
+		if srcProxy != nil {
+			if tgtProxy, err = startProxy(tgt.Host); err != nil {
+				first.Err = err.Error()
+				return
+			}
+			defer tgtProxy.close()
+			e.tgt = tgtProxy.Host
 		}
-		defer tgtProxy.close()
-		e.tgt = tgtProxy.Host
 	}
 	once := func(fresh bool, tag string) sample {
 		var s sample
@@ -404,7 +438,9 @@ func runJob(ctx context.Context, t *tool, job string, e *env, srcProxy *proxy, r
 			s.Err = "setup: " + err.Error()
 			return s
 		}
-		srcProxy.reset()
+		if srcProxy != nil {
+			srcProxy.reset()
+		}
 		if tgtProxy != nil {
 			tgtProxy.reset()
 		}
@@ -412,10 +448,14 @@ func runJob(ctx context.Context, t *tool, job string, e *env, srcProxy *proxy, r
 		if err != nil {
 			s.Err = err.Error()
 		}
-		s.SrcSent = srcProxy.reset().Sent
+		if srcProxy != nil {
+			s.SrcSent = srcProxy.reset().Sent
+		}
 		if tgtProxy != nil {
 			k := tgtProxy.reset()
 			s.Recv, s.BlobUploads, s.Distinct, s.Mounts = k.Recv, k.BlobUploads, k.DistinctUploads, k.Mounts
+		}
+		if tgt != nil {
 			s.Disk = dirSize(tgt.Storage)
 			repo := func(im image) string { return "bench/" + im.Name }
 			if t.name == "ferry" {

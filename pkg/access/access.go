@@ -114,12 +114,17 @@ func New(o Options) (*Client, error) {
 }
 
 func newTransport(o Options, jobs int) (*http.Transport, error) {
-	caFiles := o.CACertFiles
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
+	// Without extra CAs, RootCAs stays nil and Go loads the system roots
+	// on the first TLS handshake: a run against plain-HTTP registries
+	// does not pay ~30 ms to parse them.
+	var pool *x509.CertPool
+	if len(o.CACertFiles) > 0 {
+		var err error
+		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
 	}
-	for _, f := range caFiles {
+	for _, f := range o.CACertFiles {
 		pem, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("--registry-ca-cert: %w", err)
