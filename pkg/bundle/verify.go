@@ -127,7 +127,10 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 
 	// Walk every image, noting who needs what.
 	users := map[v1.Hash][]string{}
+	var usersMu sync.Mutex // the walk fetches an index's children at once
 	use := func(h v1.Hash, name string) {
+		usersMu.Lock()
+		defer usersMu.Unlock()
 		if !slices.Contains(users[h], name) {
 			users[h] = append(users[h], name)
 		}

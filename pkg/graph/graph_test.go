@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -16,7 +18,10 @@ import (
 // memFetcher serves content from a map, counting manifest fetches.
 type memFetcher struct {
 	content map[v1.Hash][]byte
+	mu      sync.Mutex
 	fetches int
+	// gate, when set, is called before each manifest is served.
+	gate func(d v1.Descriptor) error
 }
 
 func (m *memFetcher) put(b []byte) v1.Hash {
@@ -26,7 +31,14 @@ func (m *memFetcher) put(b []byte) v1.Hash {
 }
 
 func (m *memFetcher) Manifest(_ context.Context, d v1.Descriptor) ([]byte, error) {
+	m.mu.Lock()
 	m.fetches++
+	m.mu.Unlock()
+	if m.gate != nil {
+		if err := m.gate(d); err != nil {
+			return nil, err
+		}
+	}
 	b, ok := m.content[d.Digest]
 	if !ok {
 		return nil, fmt.Errorf("no %s", d.Digest)
@@ -182,5 +194,50 @@ func TestWalkRefusesDeepNesting(t *testing.T) {
 	_, err := Walk(context.Background(), f, nest(MaxDepth+2), Options{})
 	if err == nil || !strings.Contains(err.Error(), "nest more than") {
 		t.Errorf("%d nested indexes: err = %v, want a refusal", MaxDepth+2, err)
+	}
+}
+
+// The platforms of an index are fetched at once: each child waits until
+// all three are in flight, which a walk fetching them one by one never
+// reaches. Errors still surface for the child they belong to.
+func TestWalkFetchesAnIndexsChildrenAtOnce(t *testing.T) {
+	f := &memFetcher{content: map[v1.Hash][]byte{}}
+	var kids []string
+	var descs []v1.Descriptor
+	for i := range 3 {
+		img := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[]}`, strings.Repeat("0", 64), i+1))
+		d := desc(types.OCIManifestSchema1, f.put(img), img)
+		descs = append(descs, d)
+		kids = append(kids, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d}`, d.MediaType, d.Digest, d.Size))
+	}
+	idx := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + strings.Join(kids, ",") + `]}`)
+	root := desc(types.OCIImageIndex, f.put(idx), idx)
+
+	var mu sync.Mutex
+	inFlight := 0
+	all := make(chan struct{})
+	f.gate = func(d v1.Descriptor) error {
+		if d.Digest == root.Digest {
+			return nil
+		}
+		mu.Lock()
+		inFlight++
+		if inFlight == 3 {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+		case <-time.After(5 * time.Second):
+			return errors.New("children were fetched one at a time")
+		}
+		if d.Digest == descs[1].Digest {
+			return errors.New("second child unavailable")
+		}
+		return nil
+	}
+	_, err := Walk(context.Background(), f, root, Options{})
+	if err == nil || !strings.Contains(err.Error(), "second child unavailable") {
+		t.Fatalf("Walk: %v, want the second child's own error", err)
 	}
 }
