@@ -653,3 +653,54 @@ func TestRerunOfCompleteBundleFetchesNothing(t *testing.T) {
 		t.Error("a bundle of other images was taken for the one already there")
 	}
 }
+
+func TestCurrentRecognisesTheBundleOfALock(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bundle.tar")
+	if Current(t.Context(), path, w.lock, false) {
+		t.Fatal("a missing file was taken for a current bundle")
+	}
+	write(t, w, path, w.entries)
+	if !Current(t.Context(), path, w.lock, false) {
+		t.Fatal("the bundle just written from this lock is not current")
+	}
+
+	other := func(edit func(*lock.File)) *lock.File {
+		lf := *w.lock
+		lf.Images = slices.Clone(w.lock.Images)
+		edit(&lf)
+		return &lf
+	}
+	for name, lf := range map[string]*lock.File{
+		"one image fewer": other(func(lf *lock.File) { lf.Images = lf.Images[1:] }),
+		"another digest":  other(func(lf *lock.File) { lf.Images[0].Digest = "sha256:" + strings.Repeat("a", 64) }),
+		"renamed":         other(func(lf *lock.File) { lf.Images[0].Image += "-renamed" }),
+		"moved source":    other(func(lf *lock.File) { lf.Images[0].Resolved = "elsewhere.example/x@" + lf.Images[0].Digest }),
+	} {
+		if Current(t.Context(), path, lf, false) {
+			t.Errorf("%s: taken for the bundle already there", name)
+		}
+	}
+
+	// Damage: a manifest byte flipped, then the file cut short.
+	damaged := filepath.Join(dir, "damaged.tar")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(damaged, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := mustHash(t, w.std.All()[0].Digest)
+	flip(t, damaged, offsetOf(t, damaged, "blobs/sha256/"+h.Hex)+10)
+	if Current(t.Context(), damaged, w.lock, false) {
+		t.Error("a bundle with a damaged manifest is taken for current")
+	}
+	if err := os.WriteFile(damaged, b[:len(b)-4096], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if Current(t.Context(), damaged, w.lock, false) {
+		t.Error("a truncated bundle is taken for current")
+	}
+}

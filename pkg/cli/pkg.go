@@ -83,6 +83,11 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	// A finished bundle of this very lock is recognised without a registry.
+	if bundle.Current(ctx, o.output, lf, o.includeNonDistributable) {
+		o.root.log(cmd.ErrOrStderr()).Info("bundle already complete: nothing fetched", "file", o.output, "images", len(lf.Images))
+		return nil
+	}
 	entries, err := walkLock(ctx, client, lf, graph.Options{IncludeNonDistributable: o.includeNonDistributable})
 	if err != nil {
 		return err
