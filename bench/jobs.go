@@ -24,13 +24,14 @@ var jobTitles = map[string]string{
 
 // env is what a tool's plan needs for one run.
 type env struct {
-	set   *imageSet
-	src   string // source registry host (its counting proxy in the counting run)
-	tgt   string // target registry host (its counting proxy in the counting run); b and c
-	art   string // this tool's artifact directory (job a writes it, b reads it)
-	run   string // scratch directory of this run
-	lock  string // ferry's lock of the source images
-	tools string
+	set    *imageSet
+	src    string    // source registry host (its counting proxy in the counting run)
+	srcReg *registry // the source registry process, for its CPU
+	tgt    string    // target registry host (its counting proxy in the counting run); b and c
+	art    string    // this tool's artifact directory (job a writes it, b reads it)
+	run    string    // scratch directory of this run
+	lock   string    // ferry's lock of the source images
+	tools  string
 }
 
 // tool is one contestant. plan returns the commands of a job (fresh is false

@@ -199,7 +199,10 @@ func run(ctx context.Context, c config) error {
 // sample is one run of one tool on one job.
 type sample struct {
 	usage
-	Disk        int64 // artifact size (a) or target registry storage (b, c)
+	Disk int64 // artifact size (a) or target registry storage (b, c)
+	// RegCPU is the CPU seconds the source and target registries used
+	// during the run: with the tool's own, the machine's whole work.
+	RegCPU      float64
 	Recv        int64 // bytes the target registry received (b, c; counting run)
 	SrcSent     int64 // bytes the source registry sent (a, c; counting run)
 	BlobUploads int
@@ -349,7 +352,7 @@ func benchScale(ctx context.Context, c config, scale float64, runs int, jobs map
 					cl.Unavailable = why
 					continue
 				}
-				e := &env{set: set, src: src.Host, art: filepath.Join(work, "art", safeName(t.name)), lock: lockFile, tools: filepath.Join(c.workDir, "tools"),
+				e := &env{set: set, src: src.Host, srcReg: src, art: filepath.Join(work, "art", safeName(t.name)), lock: lockFile, tools: filepath.Join(c.workDir, "tools"),
 					run: filepath.Join(work, "runs", fmt.Sprintf("%d-%s-%s", r, job, safeName(t.name)))}
 				var px *proxy
 				if counted {
@@ -444,10 +447,12 @@ func runJob(ctx context.Context, t *tool, job string, e *env, srcProxy *proxy, r
 		if tgtProxy != nil {
 			tgtProxy.reset()
 		}
+		cpu0 := e.srcReg.cpuSeconds() + tgt.cpuSeconds()
 		s.usage, err = execSteps(ctx, steps, filepath.Join(e.run, tag))
 		if err != nil {
 			s.Err = err.Error()
 		}
+		s.RegCPU = e.srcReg.cpuSeconds() + tgt.cpuSeconds() - cpu0
 		if srcProxy != nil {
 			s.SrcSent = srcProxy.reset().Sent
 		}

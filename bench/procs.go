@@ -190,3 +190,29 @@ func dirSize(dir string) int64 {
 	})
 	return n
 }
+
+// cpuSeconds is the user+system CPU a process has used so far, from
+// /proc/PID/stat (clock ticks of 1/100 s, as on every Linux this runs on);
+// 0 when it cannot be read.
+func (r *registry) cpuSeconds() float64 {
+	if r == nil || r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from its ")".
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64) // field 14
+	st, _ := strconv.ParseFloat(f[12], 64) // field 15
+	return (ut + st) / 100
+}

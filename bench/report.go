@@ -66,7 +66,8 @@ type report struct {
 type stats struct {
 	n, failed           int
 	wall, cpu           float64
-	rss                 int64 // the largest of all runs
+	regCPU              float64 // the registries' CPU during the run
+	rss                 int64   // the largest of all runs
 	disk, recv, srcSent float64
 	uploads, mounts     float64
 	distinct            float64
@@ -80,7 +81,7 @@ type stats struct {
 // counts from the counting run (from the runs themselves when a cell has
 // no separate counting run: the one-run finding).
 func summarize(c *cell) (st stats) {
-	var wall, cpu, disk, recv, sent, up, mo, di, rr []float64
+	var wall, cpu, reg, disk, recv, sent, up, mo, di, rr []float64
 	counts := func(s sample) {
 		recv, sent = append(recv, float64(s.Recv)), append(sent, float64(s.SrcSent))
 		up, mo, di = append(up, float64(s.BlobUploads)), append(mo, float64(s.Mounts)), append(di, float64(s.Distinct))
@@ -108,7 +109,7 @@ func summarize(c *cell) (st stats) {
 			continue
 		}
 		st.n++
-		wall, cpu = append(wall, s.Wall), append(cpu, s.CPU)
+		wall, cpu, reg = append(wall, s.Wall), append(cpu, s.CPU), append(reg, s.RegCPU)
 		disk = append(disk, float64(s.Disk))
 		if c.Counted == nil {
 			counts(s)
@@ -122,6 +123,7 @@ func summarize(c *cell) (st stats) {
 		}
 	}
 	st.wall, st.cpu, st.disk, st.recv, st.srcSent = median(wall), median(cpu), median(disk), median(recv), median(sent)
+	st.regCPU = median(reg)
 	st.uploads, st.mounts, st.distinct = median(up), median(mo), median(di)
 	st.rerunWall, st.rerunN = median(rr), len(rr)
 	return st
@@ -339,8 +341,8 @@ func (r *report) jobTable(b *strings.Builder, job string) {
 	w := func(f string, a ...any) { fmt.Fprintf(b, f, a...) }
 	unique := float64(r.Main.Set.UniqueBytes)
 	w("## %s\n\n", jobTitles[job])
-	w("| tool | wall s | × ferry | × floor | CPU s | peak RSS | written to disk | target received | source sent | blob uploads / mounts | every digest survived | rerun s (%% of first) |\n")
-	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n")
+	w("| tool | wall s | × ferry | × floor | CPU s | registries' CPU s | CPU-bound s | peak RSS | written to disk | target received | source sent | blob uploads / mounts | every digest survived | rerun s (%% of first) |\n")
+	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n")
 	var ferryWall float64
 	if c := r.Main.cell("ferry", job); c != nil && c.Unavailable == "" {
 		if st := summarize(c); st.n > 0 {
@@ -361,12 +363,12 @@ func (r *report) jobTable(b *strings.Builder, job string) {
 			continue
 		}
 		if c.Unavailable != "" {
-			w("| %s | %s | | | | | | | | | | |\n", n, c.Unavailable)
+			w("| %s | %s | | | | | | | | | | | | |\n", n, c.Unavailable)
 			continue
 		}
 		st := summarize(c)
 		if st.n == 0 {
-			w("| %s | failed %d/%d: %s | | | | | | | | | %s | |\n", n, st.failed, len(c.Runs), esc(st.firstErr), st.check)
+			w("| %s | failed %d/%d: %s | | | | | | | | | | | %s | |\n", n, st.failed, len(c.Runs), esc(st.firstErr), st.check)
 			continue
 		}
 		name := n
@@ -396,10 +398,11 @@ func (r *report) jobTable(b *strings.Builder, job string) {
 		if st.rerunN > 0 {
 			rr = fmt.Sprintf("%.2f (%.0f%%)", st.rerunWall, 100*st.rerunWall/st.wall)
 		}
-		w("| %s | %.2f | %s | %s | %.2f | %.0f MiB | %.2f GiB | %s | %s | %s | %s | %s |\n",
-			name, st.wall, xf, xfl, st.cpu, float64(st.rss)/mib, st.disk/(1<<30), recv, sent, up, st.check, rr)
+		bound := (st.cpu + st.regCPU) / float64(max(r.Machine.CPUs, 1))
+		w("| %s | %.2f | %s | %s | %.2f | %.2f | %.2f | %.0f MiB | %.2f GiB | %s | %s | %s | %s | %s |\n",
+			name, st.wall, xf, xfl, st.cpu, st.regCPU, bound, float64(st.rss)/mib, st.disk/(1<<30), recv, sent, up, st.check, rr)
 	}
-	w("\n× ferry: the tool's median wall time over ferry's (above 1: ferry is faster). Unique bytes: %.2f GiB in %d blobs (%d of them configs and layers, the rest manifests).\n\n", unique/(1<<30), r.Main.Set.UniqueBlobs, r.Main.Set.layerBlobs())
+	w("\n× ferry: the tool's median wall time over ferry's (above 1: ferry is faster). *Registries' CPU*: what the source and target `docker-registry` processes used during the run (/proc/PID/stat). *CPU-bound*: the tool's and the registries' CPU seconds over the machine's %d CPUs, the least wall time that work allows here; a wall time near it means the run kept every CPU busy. Unique bytes: %.2f GiB in %d blobs (%d of them configs and layers, the rest manifests).\n\n", r.Machine.CPUs, unique/(1<<30), r.Main.Set.UniqueBlobs, r.Main.Set.layerBlobs())
 }
 
 func (r *report) findings(b *strings.Builder) {
