@@ -67,6 +67,7 @@ type stats struct {
 	n, failed           int
 	wall, cpu           float64
 	regCPU              float64 // the registries' CPU during the run
+	countErr            string  // the counting run failed: no byte counts
 	rss                 int64   // the largest of all runs
 	disk, recv, srcSent float64
 	uploads, mounts     float64
@@ -91,6 +92,8 @@ func summarize(c *cell) (st stats) {
 		all = append([]sample{*c.Counted}, c.Runs...)
 		if c.Counted.Err == "" {
 			counts(*c.Counted)
+		} else {
+			st.countErr = c.Counted.Err
 		}
 	}
 	for _, s := range all {
@@ -277,6 +280,9 @@ func (r *report) targets(b *strings.Builder) {
 			return fmt.Sprintf("%s %.0f MiB", mark(x <= 40), x)
 		}},
 		{"target receives each unique blob once", func(job string, st stats) string {
+			if st.countErr != "" {
+				return "❌ counting run failed: " + esc(st.countErr)
+			}
 			if job == jobPkg {
 				x := st.srcSent / unique
 				return fmt.Sprintf("(source sent %.2f× unique)", x)
@@ -394,6 +400,9 @@ func (r *report) jobTable(b *strings.Builder, job string) {
 		if job != jobUnpkg {
 			sent = fmt.Sprintf("%.2f GiB (%.2f×)", st.srcSent/(1<<30), st.srcSent/unique)
 		}
+		if st.countErr != "" {
+			recv, up, sent = "counting run failed", "", ""
+		}
 		rr := ""
 		if st.rerunN > 0 {
 			rr = fmt.Sprintf("%.2f (%.0f%%)", st.rerunWall, 100*st.rerunWall/st.wall)
@@ -430,6 +439,9 @@ func (r *report) findings(b *strings.Builder) {
 			}
 			if st.failed > 0 {
 				lines = append(lines, fmt.Sprintf("- %s %s: %d of %d runs failed: %s", t.name, jobTitles[job], st.failed, len(c.Runs), esc(st.firstErr)))
+			}
+			if st.countErr != "" {
+				lines = append(lines, fmt.Sprintf("- %s %s: the counting run failed, so bytes, uploads and mounts are not known: %s", t.name, jobTitles[job], esc(st.countErr)))
 			}
 			if st.n == 0 {
 				continue

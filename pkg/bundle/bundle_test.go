@@ -703,4 +703,11 @@ func TestCurrentRecognisesTheBundleOfALock(t *testing.T) {
 	if Current(t.Context(), damaged, w.lock, false) {
 		t.Error("a truncated bundle is taken for current")
 	}
+	// Same content, other bytes: a run would write something else.
+	if err := os.WriteFile(damaged, append(slices.Clone(b), make([]byte, 10240)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if Current(t.Context(), damaged, w.lock, false) {
+		t.Error("a bundle with bytes after the end of the archive is taken for current")
+	}
 }

@@ -108,10 +108,10 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 		}
 		return w.stats, nil
 	}
+	defer w.close() // also after a failed open: the file, the flusher
 	if err := w.open(path); err != nil {
 		return Stats{}, err
 	}
-	defer w.close()
 
 	w.prog.Start(p.inlineBytes+p.fetchBytes, len(entries))
 	defer w.prog.Finish()

@@ -106,11 +106,14 @@ const prefetchJobs = 8
 // remote registry's round trip is tens of milliseconds). The walk then
 // takes them in order; an error is kept and reported where the walk
 // meets that child, as if it had been fetched there.
-func (w *walker) prefetch(ctx context.Context, children []v1.Descriptor) {
+func (w *walker) prefetch(ctx context.Context, children []v1.Descriptor, depth int) {
+	if depth > MaxDepth {
+		return // refused by the walk before any fetch
+	}
 	var todo []v1.Descriptor
 	queued := map[v1.Hash]bool{}
 	for _, c := range children {
-		if _, ok := w.seen[c.Digest]; ok || queued[c.Digest] || w.pre[c.Digest] != nil || c.Size > MaxManifestSize || c.MediaType.IsSchema1() {
+		if _, ok := w.seen[c.Digest]; ok || queued[c.Digest] || w.pre[c.Digest] != nil || w.path[c.Digest] || c.Size > MaxManifestSize || c.MediaType.IsSchema1() {
 			continue
 		}
 		queued[c.Digest] = true
@@ -182,7 +185,7 @@ func (w *walker) walk(ctx context.Context, d v1.Descriptor, depth int) (*Node, e
 		}
 		path[d.Digest] = true
 		defer delete(path, d.Digest)
-		w.prefetch(ctx, idx.Manifests)
+		w.prefetch(ctx, idx.Manifests, depth+1)
 		for _, c := range idx.Manifests {
 			// Every child is walked as a manifest, so that the index stays
 			// complete: attestations and other artifacts are OCI manifests
