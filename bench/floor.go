@@ -108,22 +108,7 @@ func measureFloor(ctx context.Context, set *imageSet, srcStorage, srcHost, work 
 // hashFiles reads and hashes every file with n workers; it returns seconds.
 func hashFiles(files []string, n int) (float64, error) {
 	start := time.Now()
-	var g errgroup.Group
-	g.SetLimit(n)
-	for _, f := range files {
-		g.Go(func() error {
-			fh, err := os.Open(f)
-			if err != nil {
-				return err
-			}
-			defer fh.Close()
-			h := sha256.New()
-			buf := make([]byte, 1<<20)
-			_, err = io.CopyBuffer(h, fh, buf)
-			return err
-		})
-	}
-	err := g.Wait()
+	err := hashEach(files, n, func(int) io.Writer { return io.Discard })
 	return time.Since(start).Seconds(), err
 }
 
@@ -143,6 +128,20 @@ func hashWrite(files []string, sizes []int64, out string, n int, sync bool) (flo
 		total += sz
 	}
 	start := time.Now()
+	if err := hashEach(files, n, func(i int) io.Writer { return io.NewOffsetWriter(f, offs[i]) }); err != nil {
+		return 0, err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+// hashEach reads every file with n workers through a 1 MiB buffer, hashing
+// it and copying it to dst(i).
+func hashEach(files []string, n int, dst func(i int) io.Writer) error {
 	var g errgroup.Group
 	g.SetLimit(n)
 	for i, name := range files {
@@ -152,21 +151,11 @@ func hashWrite(files []string, sizes []int64, out string, n int, sync bool) (flo
 				return err
 			}
 			defer in.Close()
-			h := sha256.New()
-			buf := make([]byte, 1<<20)
-			_, err = io.CopyBuffer(io.MultiWriter(h, io.NewOffsetWriter(f, offs[i])), in, buf)
+			_, err = io.CopyBuffer(io.MultiWriter(sha256.New(), dst(i)), in, make([]byte, 1<<20))
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			return 0, err
-		}
-	}
-	return time.Since(start).Seconds(), nil
+	return g.Wait()
 }
 
 // fetchAll GETs every unique config and layer from the source registry, n
