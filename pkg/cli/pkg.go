@@ -42,7 +42,8 @@ digest. The lock goes in as ferry.lock.yaml. The same images give the same bytes
 The bundle is built in .BUNDLE.tar.partial beside the output and renamed when
 complete; .BUNDLE.tar.partial.journal lists the blobs already written. Interrupted?
 Run the same command again: only the missing blobs are fetched. Delete both files to
-start over.
+start over. Run again with --lock over a finished bundle of that lock: nothing is
+fetched, and no registry is contacted.
 
 skopeo reads a bundle too: skopeo inspect --raw oci-archive:BUNDLE.tar:REF, where
 REF is the reference as written in the manifests (see docs/bundle.md).`,

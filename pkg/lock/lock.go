@@ -109,6 +109,9 @@ func (f *File) Sort() {
 // Read reads a lock file in any format ferry understands.
 func Read(path string) (*File, error) {
 	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading lock: %s does not exist: check the path, or write a lock with 'ferry resolve -f MANIFESTS --lock-output %s'", path, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading lock: %w", err)
 	}

@@ -135,3 +135,11 @@ func TestRoundTripAndKbld(t *testing.T) {
 		t.Errorf("temp files left beside the lock: %v", entries)
 	}
 }
+
+func TestReadMissingFileSaysWhatToDo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "images.lock.yaml")
+	_, err := Read(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "ferry resolve") {
+		t.Fatalf("Read(missing) = %v, want the path and how to write a lock", err)
+	}
+}
