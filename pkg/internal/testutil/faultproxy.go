@@ -250,6 +250,26 @@ func (p *FaultProxy) MaxInFlight() int {
 	return p.maxInFlight
 }
 
+// WaitIdle waits until the proxy serves no request. A client can hold its
+// whole answer before the handler returns, so a test that counts in-flight
+// requests after its own calls return must wait for the handlers too.
+func (p *FaultProxy) WaitIdle(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.mu.Lock()
+		n := p.inFlight
+		p.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fault proxy still serving %d requests after 5s", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // ResetStats forgets what was seen and the in-flight peak; rules stay.
 func (p *FaultProxy) ResetStats() {
 	p.mu.Lock()

@@ -183,6 +183,7 @@ func TestFaultProxy(t *testing.T) {
 			wg.Go(func() { proxyGet(t, p, "/v2/") })
 		}
 		wg.Wait()
+		p.WaitIdle(t)
 		if got := p.MaxInFlight(); got != 5 {
 			t.Errorf("MaxInFlight = %d, want 5", got)
 		}
