@@ -61,6 +61,9 @@ type Stats struct {
 	Unchanged bool
 }
 
+// errBusy is lockPartial's answer when another run holds the partial file.
+var errBusy = errors.New("locked by another process")
+
 // copyBuffer is the buffer each concurrent blob copy streams through.
 const copyBuffer = 1 << 20
 
@@ -187,17 +190,29 @@ type writer struct {
 // same plan and the file has the plan's size, started over otherwise.
 func (w *writer) open(path string) error {
 	w.partial = PartialPath(path)
-	jpath := JournalPath(path)
-	done := readJournal(jpath, w.plan.hash)
 	f, err := os.OpenFile(w.partial, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", w.partial, err)
 	}
 	w.f = f
+	busy := fmt.Errorf("%s is being written by another ferry run (%s is locked): wait for it to finish, or write to another path", path, w.partial)
+	if err := lockPartial(f); errors.Is(err, errBusy) {
+		return busy
+	} else if err != nil {
+		return fmt.Errorf("locking %s: %w", w.partial, err)
+	}
 	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", w.partial, err)
 	}
+	// Between our open and our lock another run may have finished and
+	// renamed this very file into place: it is no longer the partial.
+	if now, err := os.Stat(w.partial); err != nil || !os.SameFile(st, now) {
+		return busy
+	}
+	// Only the run holding the lock may trust or rewrite the journal.
+	jpath := JournalPath(path)
+	done := readJournal(jpath, w.plan.hash)
 	if done == nil || st.Size() != w.plan.size {
 		done = nil
 		// Zero everything: padding and the end of the archive must be
@@ -236,12 +251,21 @@ func (w *writer) commit(path string) error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("writing %s: %w", w.partial, err)
 	}
+	// Where it can, the file moves while still open and locked: closed
+	// first, a waiting run could lock and truncate it before the rename.
+	if renameOpen {
+		if err := os.Rename(w.partial, path); err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+	}
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", w.partial, err)
 	}
 	w.f = nil
-	if err := os.Rename(w.partial, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	if !renameOpen {
+		if err := os.Rename(w.partial, path); err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
 	}
 	w.journal.close()
 	os.Remove(w.journal.path)

@@ -1,0 +1,24 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
+package bundle
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+// lockPartial takes an exclusive, non-blocking lock on the open partial
+// file. The kernel drops it when the process dies, so a killed run never
+// leaves a stale lock behind.
+func lockPartial(f *os.File) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return errBusy
+	}
+	return err
+}
+
+// renameOpen is true where the partial file may be renamed into place
+// while still open, so the lock is held until the bundle is at its path.
+const renameOpen = true
