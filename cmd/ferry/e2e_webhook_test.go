@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -79,14 +80,18 @@ func writeWebhookFile(t *testing.T, path, content string) {
 	}
 }
 
-func freeWebhookPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// servingAddr is the address a webhook started with --addr 127.0.0.1:0
+// says it listens on, in its JSON log; "" until it says so.
+func (l *lockedBuffer) servingAddr() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for line := range strings.Lines(l.b.String()) {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving admission reviews" {
+			return rec.Addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ""
 }
 
 // lockedBuffer is the server's stderr, read while it is written.
@@ -289,12 +294,13 @@ func startWebhook(t *testing.T, args ...string) *webhookServer {
 	bin := ferryBin // built once by TestMain
 	dir := t.TempDir()
 	certFile, keyFile, pool := webhookTLS(t, dir)
-	addr := fmt.Sprintf("127.0.0.1:%d", freeWebhookPort(t))
+	// Port 0: the server picks a free port and logs it, so no other test
+	// can take the port between a probe and the server's listen.
 	s := &webhookServer{
-		t: t, url: "https://" + addr, stderr: &lockedBuffer{}, exited: make(chan error, 1),
+		t: t, stderr: &lockedBuffer{}, exited: make(chan error, 1),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
 	}
-	all := append([]string{"webhook", "serve", "--addr", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--poll", "200ms", "--log-format", "json"}, args...)
+	all := append([]string{"webhook", "serve", "--addr", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile, "--poll", "200ms", "--log-format", "json"}, args...)
 	s.cmd = exec.Command(bin, all...)
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -310,7 +316,16 @@ func startWebhook(t *testing.T, args ...string) *webhookServer {
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := s.client.Get(s.url + "/healthz")
+		if s.url == "" {
+			if addr := s.stderr.servingAddr(); addr != "" {
+				s.url = "https://" + addr
+			}
+		}
+		err := errors.New("not serving yet")
+		var resp *http.Response
+		if s.url != "" {
+			resp, err = s.client.Get(s.url + "/healthz")
+		}
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {

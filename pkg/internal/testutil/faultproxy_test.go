@@ -177,7 +177,7 @@ func TestFaultProxy(t *testing.T) {
 
 	t.Run("max in flight", func(t *testing.T) {
 		p := StartFaultProxy(t, reg.Host)
-		p.Add(Fault{Kind: KindPing, Delay: 100 * time.Millisecond})
+		p.Add(Fault{Kind: KindPing, Delay: time.Second}) // long enough for all five to arrive
 		var wg sync.WaitGroup
 		for range 5 {
 			wg.Go(func() { proxyGet(t, p, "/v2/") })
