@@ -78,7 +78,7 @@ type Client struct {
 func New(o Options) (*Client, error) {
 	c := &Client{insecure: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs, userAgent: cmp.Or(o.UserAgent, "ferry")}
 	if c.keychain == nil {
-		c.keychain = authn.DefaultKeychain
+		c.keychain = dockerKeychain{authn.DefaultKeychain}
 	}
 	if c.jobs <= 0 {
 		c.jobs = 8
