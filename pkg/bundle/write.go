@@ -61,7 +61,8 @@ type Stats struct {
 	Unchanged bool
 }
 
-// errBusy is lockPartial's answer when another run holds the partial file.
+// errBusy is lockPartial's answer when another run holds the partial file;
+// it has no other.
 var errBusy = errors.New("locked by another process")
 
 // copyBuffer is the buffer each concurrent blob copy streams through.
@@ -196,10 +197,8 @@ func (w *writer) open(path string) error {
 	}
 	w.f = f
 	busy := fmt.Errorf("%s is being written by another ferry run (%s is locked): wait for it to finish, or write to another path", path, w.partial)
-	if err := lockPartial(f); errors.Is(err, errBusy) {
+	if err := lockPartial(f); err != nil {
 		return busy
-	} else if err != nil {
-		return fmt.Errorf("locking %s: %w", w.partial, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
