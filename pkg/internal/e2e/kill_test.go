@@ -57,7 +57,7 @@ func TestPkgKilledResumes(t *testing.T) {
 		t.Fatalf("ferry pkg never reached its third manifest GET; stderr:\n%s", r.stderr())
 	}
 	r.kill9(t)
-	proxy.WaitIdle(t) // nothing of the killed run is counted in the next step
+	proxy.WaitClosed(t) // nothing of the killed run is counted in the next step
 	if exists(t, out) {
 		t.Fatal("a bundle exists at -o after a kill during the manifest walk")
 	}
@@ -76,7 +76,7 @@ func TestPkgKilledResumes(t *testing.T) {
 		t.Fatalf("ferry pkg never journaled %d blobs; stderr:\n%s", len(blobs)/3, r.stderr())
 	}
 	r.kill9(t)
-	proxy.WaitIdle(t)
+	proxy.WaitClosed(t)
 	done1 := journaled(t, journal)
 	t.Logf("killed mid-blobs with %d of %d blobs journaled", len(done1), len(blobs))
 	if exists(t, out) {
@@ -95,7 +95,7 @@ func TestPkgKilledResumes(t *testing.T) {
 		t.Fatalf("ferry pkg never journaled %d blobs; stderr:\n%s", len(blobs)-5, r.stderr())
 	}
 	r.kill9(t)
-	proxy.WaitIdle(t)
+	proxy.WaitClosed(t)
 	noneFetched("second run", done1)
 	done2 := journaled(t, journal)
 	t.Logf("killed near the end with %d of %d blobs journaled", len(done2), len(blobs))
@@ -178,9 +178,9 @@ func TestUnpkgKilledResumes(t *testing.T) {
 		}
 		r.kill9(t)
 		// A request the proxy had already forwarded still completes in
-		// the registry, and so may a PUT held by a delay: its body was
-		// read before the client died. Wait for every handler.
-		proxy.WaitIdle(t)
+		// the registry, and so may a PUT held by a delay or one still
+		// unread in the proxy's socket. Wait for all of them.
+		proxy.WaitClosed(t)
 		after := readState(t, air.StorageDir)
 		left, pairs, manifests, tags := after.missing("air", ims)
 		t.Logf("killed %s: %d of %d unique blobs, %d (repository, blob) pairs, %d manifests and %d tags still missing",

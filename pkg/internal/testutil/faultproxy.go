@@ -137,6 +137,18 @@ type FaultProxy struct {
 	seen        []*Request
 	inFlight    int
 	maxInFlight int
+	conns       int // client connections open
+}
+
+func (p *FaultProxy) connState(_ net.Conn, s http.ConnState) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch s {
+	case http.StateNew:
+		p.conns++
+	case http.StateClosed, http.StateHijacked:
+		p.conns--
+	}
 }
 
 // StartFaultProxy starts a proxy to the registry at target ("host:port",
@@ -156,7 +168,9 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 		ModifyResponse: p.modify,
 		ErrorLog:       discardLog,
 	}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	p.srv.Config.ConnState = p.connState
+	p.srv.Start()
 	t.Cleanup(p.srv.Close)
 	p.Host = p.srv.Listener.Addr().String()
 	return p
@@ -256,16 +270,31 @@ func (p *FaultProxy) MaxInFlight() int {
 // requests after its own calls return must wait for the handlers too.
 func (p *FaultProxy) WaitIdle(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	p.waitFor(t, func() bool { return p.inFlight == 0 }, "serving requests")
+}
+
+// WaitClosed waits until every client connection is closed and every
+// request served: call it after killing the only client. Requests the
+// client sent just before it died may still sit unread in the sockets;
+// the server reads and serves them before it sees the end of the
+// connection, so only a closed connection is a finished one.
+func (p *FaultProxy) WaitClosed(t testing.TB) {
+	t.Helper()
+	p.waitFor(t, func() bool { return p.inFlight == 0 && p.conns == 0 }, "holding connections")
+}
+
+func (p *FaultProxy) waitFor(t testing.TB, done func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		p.mu.Lock()
-		n := p.inFlight
+		ok, n, c := done(), p.inFlight, p.conns
 		p.mu.Unlock()
-		if n == 0 {
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fault proxy still serving %d requests after 5s", n)
+			t.Fatalf("fault proxy still %s after 10s: %d requests in flight, %d connections open", what, n, c)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -364,6 +393,12 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		if f.IgnoreRange {
 			r.Header.Del("Range")
 		}
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// A write the registry has whole is seen through even when the
+		// client died: the registry would finish it anyway, and the
+		// handler's return must mean the registry is done with it.
+		r = r.WithContext(context.WithoutCancel(r.Context()))
 	}
 	p.proxy.ServeHTTP(sw, r)
 }
