@@ -11,13 +11,16 @@ import (
 // lockPartial takes an exclusive, non-blocking lock on the open partial
 // file. The kernel drops it when the process dies, so a killed run never
 // leaves a stale lock behind. A file system without locks (some NFS
-// mounts say ENOLCK) is written unguarded rather than refused.
+// mounts) is written unguarded rather than refused.
 func lockPartial(f *os.File) error {
 	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
 		return errBusy
+	case errors.Is(err, syscall.ENOLCK), errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.ENOSYS):
+		return nil
 	}
-	return nil
+	return err
 }
 
 // renameOpen is true where the partial file may be renamed into place

@@ -5,6 +5,7 @@ package bundle
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -68,5 +69,89 @@ func TestASecondRunOnTheSameBundleIsRefused(t *testing.T) {
 	}
 	if st := write(t, w, path, w.fresh()); !st.Unchanged {
 		t.Errorf("a run after the first finished: %+v; want the bundle recognised as complete", st)
+	}
+}
+
+func TestOpenNoticesTheFileWasMoved(t *testing.T) {
+	w := newWorld(t)
+	for name, move := range map[string]func(t *testing.T, partial string){
+		// Another run renamed it into place between our open and lock...
+		"renamed away": func(t *testing.T, partial string) {
+			if err := os.Rename(partial, partial+".moved"); err != nil {
+				t.Fatal(err)
+			}
+		},
+		// ...and yet another run created a new partial file since.
+		"replaced": func(t *testing.T, partial string) {
+			if err := os.Rename(partial, partial+".moved"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(partial, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bundle.tar")
+			o := Options{Lock: w.lock, Jobs: 4, hooks: hooks{opened: func() { move(t, PartialPath(path)) }}}
+			_, err := Write(t.Context(), path, w.fresh(), o)
+			if err == nil || !strings.Contains(err.Error(), "being written by another ferry run") {
+				t.Errorf("Write after its partial file was %s under it: %v; want it refused", name, err)
+			}
+			if _, err := os.Stat(path); err == nil {
+				t.Error("a bundle appeared at the final path")
+			}
+		})
+	}
+}
+
+// TestTheLockIsHeldUntilTheBundleIsInPlace runs a second Write to
+// completion in the moment the first has its bundle at the final path but
+// has not yet let go of the file: the second must find the bundle done,
+// not lock the first's file and start it over.
+func TestTheLockIsHeldUntilTheBundleIsInPlace(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.tar")
+	write(t, w, clean, w.fresh())
+
+	path := filepath.Join(dir, "bundle.tar")
+	var second Stats
+	var secondErr error
+	o := Options{Lock: w.lock, Jobs: 4, hooks: hooks{committing: func() {
+		second, secondErr = Write(t.Context(), path, w.fresh(), Options{Lock: w.lock, Jobs: 4})
+	}}}
+	if _, err := Write(t.Context(), path, w.fresh(), o); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	if secondErr != nil || !second.Unchanged || second.Fetched != 0 {
+		t.Errorf("second run while the first was committing: %+v, %v; want the bundle found complete, nothing fetched", second, secondErr)
+	}
+	if fileHash(t, path) != fileHash(t, clean) {
+		t.Error("the bundle differs from a clean one")
+	}
+	for _, p := range []string{PartialPath(path), JournalPath(path)} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left behind", p)
+		}
+	}
+}
+
+// TestARunFinishedMeanwhileIsRecognised has another run write the whole
+// bundle after this one found nothing at the path but before it opened
+// its partial file: with the lock in hand it must see the bundle is done
+// rather than fetch it all again.
+func TestARunFinishedMeanwhileIsRecognised(t *testing.T) {
+	w := newWorld(t)
+	path := filepath.Join(t.TempDir(), "bundle.tar")
+	o := Options{Lock: w.lock, Jobs: 4, hooks: hooks{checked: func() { write(t, w, path, w.fresh()) }}}
+	st, err := Write(t.Context(), path, w.fresh(), o)
+	if err != nil || !st.Unchanged || st.Fetched != 0 {
+		t.Errorf("a run whose bundle another finished meanwhile: %+v, %v; want it found complete, nothing fetched", st, err)
+	}
+	for _, p := range []string{PartialPath(path), JournalPath(path)} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left behind", p)
+		}
 	}
 }

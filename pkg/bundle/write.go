@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,27 @@ type Options struct {
 	Jobs int
 	// Progress receives bytes written and images finished.
 	Progress progress.Reporter
+
+	hooks hooks
+}
+
+// hooks let tests act inside the windows that two runs on one path race
+// for.
+type hooks struct {
+	// checked runs after the first look at path, before the partial
+	// file is opened.
+	checked func()
+	// opened runs between opening the partial file and locking it.
+	opened func()
+	// committing runs between the rename into place and the close, in
+	// whichever order the platform does them.
+	committing func()
+}
+
+func (h hooks) run(f func()) {
+	if f != nil {
+		f()
+	}
 }
 
 // Stats say what Write did.
@@ -61,8 +83,7 @@ type Stats struct {
 	Unchanged bool
 }
 
-// errBusy is lockPartial's answer when another run holds the partial file;
-// it has no other.
+// errBusy is lockPartial's answer when another run holds the partial file.
 var errBusy = errors.New("locked by another process")
 
 // copyBuffer is the buffer each concurrent blob copy streams through.
@@ -101,20 +122,26 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 	if jobs <= 0 {
 		jobs = 8
 	}
-	w := &writer{plan: p, prog: progress.OrNop(o.Progress)}
+	w := &writer{plan: p, prog: progress.OrNop(o.Progress), hooks: o.hooks}
 	w.stats = Stats{Images: len(entries), Files: countFiles(p), Size: p.size}
-	if same, err := p.matches(path); err != nil {
-		return Stats{}, err
-	} else if same {
+	unchanged := func() (Stats, error) {
 		w.stats.Unchanged = true
 		for _, e := range entries {
 			w.prog.ImageDone(e.Name, "already bundled")
 		}
 		return w.stats, nil
 	}
-	defer w.close() // also after a failed open: the file, the flusher
-	if err := w.open(path); err != nil {
+	if same, err := p.matches(path); err != nil {
 		return Stats{}, err
+	} else if same {
+		return unchanged()
+	}
+	w.hooks.run(w.hooks.checked)
+	defer w.close() // also after a failed open: the file, the flusher
+	if finished, err := w.open(path); err != nil {
+		return Stats{}, err
+	} else if finished {
+		return unchanged()
 	}
 
 	w.prog.Start(p.inlineBytes+p.fetchBytes, len(entries))
@@ -176,6 +203,7 @@ func countFiles(p *plan) int {
 type writer struct {
 	plan    *plan
 	prog    progress.Reporter
+	hooks   hooks
 	partial string
 	f       *os.File
 	flush   *flusher
@@ -189,25 +217,46 @@ type writer struct {
 
 // open prepares the partial file: kept when the journal belongs to the
 // same plan and the file has the plan's size, started over otherwise.
-func (w *writer) open(path string) error {
+// finished reports that another run completed this very bundle at path
+// while this one was getting ready.
+func (w *writer) open(path string) (finished bool, err error) {
 	w.partial = PartialPath(path)
 	f, err := os.OpenFile(w.partial, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", w.partial, err)
+		return false, fmt.Errorf("creating %s: %w", w.partial, err)
 	}
 	w.f = f
-	busy := fmt.Errorf("%s is being written by another ferry run (%s is locked): wait for it to finish, or write to another path", path, w.partial)
-	if err := lockPartial(f); err != nil {
-		return busy
+	w.hooks.run(w.hooks.opened)
+	busy := func() error {
+		return fmt.Errorf("%s is being written by another ferry run (%s is locked): wait for it to finish, or write to another path", path, w.partial)
+	}
+	if err := lockPartial(f); errors.Is(err, errBusy) {
+		return false, busy()
+	} else if err != nil {
+		return false, fmt.Errorf("locking %s: %w", w.partial, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", w.partial, err)
+		return false, fmt.Errorf("creating %s: %w", w.partial, err)
 	}
 	// Between our open and our lock another run may have finished and
 	// renamed this very file into place: it is no longer the partial.
-	if now, err := os.Stat(w.partial); err != nil || !os.SameFile(st, now) {
-		return busy
+	now, err := os.Stat(w.partial)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), err == nil && !os.SameFile(st, now):
+		return false, busy()
+	case err != nil:
+		return false, fmt.Errorf("creating %s: %w", w.partial, err)
+	}
+	// The run that held the lock before us may have just put this very
+	// bundle at path; then the empty file we created goes, still locked.
+	if same, err := w.plan.matches(path); err != nil {
+		return false, err
+	} else if same {
+		if st.Size() == 0 {
+			os.Remove(w.partial)
+		}
+		return true, nil
 	}
 	// Only the run holding the lock may trust or rewrite the journal.
 	jpath := JournalPath(path)
@@ -217,17 +266,17 @@ func (w *writer) open(path string) error {
 		// Zero everything: padding and the end of the archive must be
 		// zeros, and stale bytes must not pass for a blob.
 		if err := f.Truncate(0); err != nil {
-			return fmt.Errorf("creating %s: %w", w.partial, err)
+			return false, fmt.Errorf("creating %s: %w", w.partial, err)
 		}
 	}
 	if err := f.Truncate(w.plan.size); err != nil {
-		return fmt.Errorf("creating %s (%d bytes): %w", w.partial, w.plan.size, err)
+		return false, fmt.Errorf("creating %s (%d bytes): %w", w.partial, w.plan.size, err)
 	}
 	w.done = done
 	w.flush = startFlusher(f.Sync)
 	// The journal is written afresh, dropping torn lines.
 	w.journal, err = createJournal(jpath, w.plan.hash, done)
-	return err
+	return false, err
 }
 
 func (w *writer) close() {
@@ -250,25 +299,38 @@ func (w *writer) commit(path string) error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("writing %s: %w", w.partial, err)
 	}
-	// Where it can, the file moves while still open and locked: closed
-	// first, a waiting run could lock and truncate it before the rename.
-	if renameOpen {
-		if err := os.Rename(w.partial, path); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", w.partial, err)
-	}
-	w.f = nil
-	if !renameOpen {
-		if err := os.Rename(w.partial, path); err != nil {
-			return fmt.Errorf("writing %s: %w", path, err)
-		}
-	}
+	// The journal goes while the lock is held: once the file has moved,
+	// a new run may start a journal of its own at the same path.
 	w.journal.close()
 	os.Remove(w.journal.path)
 	w.journal = nil
+	// Where it can, the file moves while still open and locked: closed
+	// first, a waiting run could lock and truncate it before the rename.
+	rename := func() error {
+		if err := os.Rename(w.partial, path); err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		return nil
+	}
+	release := func() error {
+		f := w.f
+		w.f = nil
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", w.partial, err)
+		}
+		return nil
+	}
+	first, second := rename, release
+	if !renameOpen {
+		first, second = release, rename
+	}
+	if err := first(); err != nil {
+		return err
+	}
+	w.hooks.run(w.hooks.committing)
+	if err := second(); err != nil {
+		return err
+	}
 	syncDir(filepath.Dir(path))
 	return nil
 }
