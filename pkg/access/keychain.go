@@ -1,7 +1,7 @@
 package access
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +11,9 @@ import (
 )
 
 // dockerKeychain is the Docker config's keychain with errors an operator
-// can act on. A lookup fails when the config cannot be read or a
-// credential helper it names fails; the library's error says neither
-// which file nor what to do.
+// can act on. When a credential helper the config names fails, the
+// library's error says neither which helper, nor which file names it, nor
+// what to do.
 type dockerKeychain struct{ authn.Keychain }
 
 func (k dockerKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
@@ -21,25 +21,61 @@ func (k dockerKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	if err == nil {
 		return a, nil
 	}
+	cause, said, ok := helperFailure(err)
+	if !ok {
+		return nil, err // already names its file (a config that does not parse)
+	}
 	host := r.RegistryStr()
-	return nil, fmt.Errorf("%s: check the credHelpers and credsStore entries of %s (the helper must be on PATH), or log in again with docker login %s",
-		helperMessage(err), dockerConfigFile(), host)
+	config := dockerConfigFile()
+	helper := "credential helper"
+	if name := helperFor(config, host); name != "" {
+		helper += " docker-credential-" + name
+	}
+	if said != "" {
+		cause += fmt.Sprintf(" (it said %q)", said)
+	}
+	return nil, fmt.Errorf("%s: %s: check the credHelpers and credsStore entries of %s (the helper must be on PATH), or log in again with docker login %s",
+		helper, cause, config, host)
 }
 
-// helperMessage drops the wrapping docker's credential client puts around
-// a helper's failure ("error getting credentials - err: E, out: `O`"),
-// keeping E and any output the helper printed.
-func helperMessage(err error) error {
+// helperFailure takes apart the error docker's credential client makes of
+// a helper's failure, "error getting credentials - err: E, out: `O`". O is
+// what the helper printed: kept short, and dropped if it looks like it
+// carries a secret.
+func helperFailure(err error) (cause, said string, ok bool) {
 	msg, ok := strings.CutPrefix(err.Error(), "error getting credentials - err: ")
 	if !ok {
-		return err
+		return "", "", false
 	}
-	cause, out, _ := strings.Cut(msg, ", out: `")
-	out = strings.TrimSpace(strings.TrimSuffix(out, "`"))
-	if out != "" {
-		return fmt.Errorf("credential helper: %s (it said %q)", cause, out)
+	cause, said, _ = strings.Cut(msg, ", out: `")
+	said = strings.TrimSpace(strings.TrimSuffix(said, "`"))
+	if strings.Contains(strings.ToLower(said), "secret") {
+		said = "" // a helper's JSON answer printed with a failing status
 	}
-	return errors.New("credential helper: " + cause)
+	if len(said) > 200 {
+		said = said[:200] + "..."
+	}
+	return cause, said, true
+}
+
+// helperFor names the helper the Docker config at path uses for host, as
+// docker picks it: credHelpers for the host, else credsStore.
+func helperFor(path, host string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var cfg struct {
+		CredHelpers map[string]string `json:"credHelpers"`
+		CredsStore  string            `json:"credsStore"`
+	}
+	if json.Unmarshal(b, &cfg) != nil {
+		return ""
+	}
+	if h := cfg.CredHelpers[host]; h != "" {
+		return h
+	}
+	return cfg.CredsStore
 }
 
 // dockerConfigFile is where the Docker config is read from, as docker does.

@@ -92,7 +92,7 @@ func TestCredentialHelpers(t *testing.T) {
 	if err := os.WriteFile(locked, []byte("#!/bin/sh\necho 'the keychain is locked'\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for helper, says := range map[string]string{"ferry-gone": `"docker-credential-ferry-gone": executable file not found`, "ferry-locked": "the keychain is locked"} {
+	for helper, says := range map[string]string{"ferry-gone": `"docker-credential-ferry-gone": executable file not found`, "ferry-locked": `docker-credential-ferry-locked: exit status 1 (it said "the keychain is locked")`} {
 		writeFile(t, filepath.Join(cfg, "config.json"), []byte(`{"credHelpers": {"`+src.Host+`": "`+helper+`"}}`))
 		r := testutil.RunFerry(t, dir, nil, append([]string{"pkg", "--lock", lockPath, "-o", "again.tar"}, ins[:4]...)...)
 		outputs = append(outputs, r)

@@ -547,6 +547,7 @@ func ClosedPort(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	syscall.CloseOnExec(fd) // or a registry or ferry started later keeps the port
 	t.Cleanup(func() { syscall.Close(fd) })
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
