@@ -43,10 +43,8 @@ fi
 func TestCredentialHelpers(t *testing.T) {
 	skipShort(t)
 	dir := t.TempDir()
-	user, pass := "ferry-helper", "pw-"+randomHex(t, 16)
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	writeFile(t, htpasswd, []byte(user+":"+bcryptHash(t, pass, 4)+"\n"))
-	opts := testutil.RegistryOptions{Htpasswd: htpasswd, Username: user, Password: pass}
+	opts := basicAuth(t, "ferry-helper")
+	user, pass := opts.Username, opts.Password
 	src, std := standardSourceWith(t, opts)
 	air := testutil.StartRegistryWith(t, opts)
 	ims := images(std, src.Host)[:4]

@@ -29,6 +29,16 @@ func randomHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
+// basicAuth makes registry options that want user with a new random
+// password (htpasswd, bcrypt).
+func basicAuth(t *testing.T, user string) testutil.RegistryOptions {
+	t.Helper()
+	pass := "pw-" + randomHex(t, 16)
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	writeFile(t, htpasswd, []byte(user+":"+bcryptHash(t, pass, 4)+"\n"))
+	return testutil.RegistryOptions{Htpasswd: htpasswd, Username: user, Password: pass}
+}
+
 // dockerConfig writes a Docker config.json giving user:pass for each host
 // into a new directory and returns the directory, for DOCKER_CONFIG.
 func dockerConfig(t *testing.T, user, pass string, hosts ...string) string {
@@ -101,10 +111,8 @@ func startTokenFront(t *testing.T, target, user, pass string) *tokenFront {
 func TestCredentialsNeverLeak(t *testing.T) {
 	skipShort(t)
 	dir := t.TempDir()
-	user, pass := "ferry-e2e", "pw-"+randomHex(t, 16)
-	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
-	writeFile(t, htpasswd, []byte(user+":"+bcryptHash(t, pass, 4)+"\n"))
-	opts := testutil.RegistryOptions{Htpasswd: htpasswd, Username: user, Password: pass}
+	opts := basicAuth(t, "ferry-e2e")
+	user, pass := opts.Username, opts.Password
 	src, std := standardSourceWith(t, opts)
 	air := testutil.StartRegistryWith(t, opts)
 	open := testutil.StartRegistry(t)
