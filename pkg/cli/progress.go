@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +20,8 @@ func (o *rootOptions) progress(stderr io.Writer) progress.Reporter {
 		return progress.Nop{}
 	}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return &barReporter{w: stderr}
+		cols, _, _ := term.GetSize(int(f.Fd()))
+		return &barReporter{w: stderr, cols: cols}
 	}
 	return &lineReporter{w: stderr}
 }
@@ -50,6 +52,7 @@ func (l *lineReporter) ImageDone(ref, status string) {
 type barReporter struct {
 	mu   sync.Mutex
 	w    io.Writer
+	cols int // the terminal's width; 0 when unknown
 	bar  *progressbar.ProgressBar
 	n    int
 	done int
@@ -62,17 +65,19 @@ func (b *barReporter) Start(total int64, images int) {
 	if total <= 0 {
 		total = -1
 	}
-	b.bar = progressbar.NewOptions64(total,
+	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(b.w),
 		progressbar.OptionShowBytes(true),
 		progressbar.OptionShowCount(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(20),
+		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionFullWidth(),
 		progressbar.OptionSetDescription(fmt.Sprintf("0/%d images", images)),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(b.w) }),
-	)
+	}
+	if b.cols > 0 {
+		opts = append(opts, progressbar.OptionFullWidth())
+	}
+	b.bar = progressbar.NewOptions64(total, opts...)
 }
 
 func (b *barReporter) Add(n int64) {
@@ -88,14 +93,55 @@ func (b *barReporter) ImageDone(ref, status string) {
 	defer b.mu.Unlock()
 	b.done++
 	if b.bar != nil {
-		b.bar.Describe(fmt.Sprintf("%d/%d images, last %s (%s)", b.done, b.n, ref, status))
+		b.bar.Describe(b.describe(ref, status))
 	}
 }
 
+// describe counts the images done and, where the line has room, names
+// the last one. A line longer than the terminal wraps, and every redraw
+// would then leave a line behind; the bar's figures need about 60 columns.
+func (b *barReporter) describe(ref, status string) string {
+	count := fmt.Sprintf("%d/%d images", b.done, b.n)
+	room := 40
+	if b.cols > 0 {
+		room = b.cols - 60 - len(count)
+	}
+	name := shortRef(ref)
+	last := fmt.Sprintf(", last %s (%s)", name, status)
+	if len([]rune(last)) > room {
+		// The image's own name, without registry and path, says most.
+		last = fmt.Sprintf(", last %s (%s)", name[strings.LastIndexByte(name, '/')+1:], status)
+	}
+	if len([]rune(last)) > room {
+		return count
+	}
+	return count + last
+}
+
+// shortRef drops a pinned reference's digest when a tag names the image,
+// and shortens it otherwise: the bar has no room for 64 hex digits.
+func shortRef(ref string) string {
+	name, digest, ok := strings.Cut(ref, "@")
+	if !ok {
+		return ref
+	}
+	if strings.Contains(name[strings.LastIndexByte(name, '/')+1:], ":") {
+		return name
+	}
+	algo, hex, _ := strings.Cut(digest, ":")
+	return name + "@" + algo + ":" + hex[:min(12, len(hex))]
+}
+
+// Finish ends the bar's line where it stands: after a failure the bar
+// stays at what was done (not filled), and what follows starts on a new
+// line.
 func (b *barReporter) Finish() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.bar != nil {
-		_ = b.bar.Finish()
+	if b.bar == nil {
+		return
 	}
+	_ = b.bar.Exit()
+	fmt.Fprintln(b.w)
+	b.bar = nil
 }
