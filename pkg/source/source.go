@@ -66,6 +66,10 @@ func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(access.RedactURL(err)))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("%s has no manifest %s (HTTP 404): it was deleted, or never copied there (a mirror of some platforms of an index lacks the others); check the source, or resolve again with ferry resolve",
+			r.repo, d.Digest)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, transport.CheckError(resp, http.StatusOK))
 	}
@@ -183,6 +187,10 @@ func (b *blobReader) accept(resp *http.Response, off int64) (io.ReadCloser, erro
 		return resp.Body, nil
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("%s has no blob %s, which its manifests name (HTTP 404): the registry's copy of the image is incomplete (garbage-collected, or a push that failed halfway); push the image there again",
+			b.repo, b.d.Digest)
+	}
 	return nil, fmt.Errorf("fetching blob %s from %s: %w", b.d.Digest, b.repo, transport.CheckError(resp, http.StatusOK))
 }
 

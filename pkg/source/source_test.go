@@ -230,6 +230,26 @@ func TestFetchThroughFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("missing manifest and blob say why and what to do", func(t *testing.T) {
+		p := testutil.StartFaultProxy(t, f.reg.Host)
+		p.Add(testutil.Fault{Method: http.MethodGet, Kind: testutil.KindBlob, Status: http.StatusNotFound})
+		p.Add(testutil.Fault{Method: http.MethodGet, Kind: testutil.KindManifest, Status: http.StatusNotFound})
+		r := f.repo(t, p)
+		_, merr := r.Manifest(t.Context(), f.manifest)
+		berr := fetchBlob(t.Context(), r, f.layer)
+		for what, c := range map[string]struct {
+			err  error
+			want string
+		}{
+			"manifest": {merr, "team/app has no manifest " + f.manifest.Digest.String() + " (HTTP 404): it was deleted, or never copied there"},
+			"blob":     {berr, "team/app has no blob " + f.layer.Digest.String() + ", which its manifests name (HTTP 404): the registry's copy of the image is incomplete"},
+		} {
+			if c.err == nil || !strings.Contains(c.err.Error(), c.want) || strings.Contains(c.err.Error(), "map[") {
+				t.Errorf("%s answered 404: %v; want %q and no registry detail map", what, c.err, c.want)
+			}
+		}
+	})
+
 	t.Run("a registry that stays down is named", func(t *testing.T) {
 		p := testutil.StartFaultProxy(t, f.reg.Host)
 		p.Add(testutil.Fault{Kind: testutil.KindBlob, Status: http.StatusServiceUnavailable})
