@@ -43,7 +43,8 @@ The bundle is built in .BUNDLE.tar.partial beside the output and renamed when
 complete; .BUNDLE.tar.partial.journal lists the blobs already written. Interrupted?
 Run the same command again: only the missing blobs are fetched. Delete both files to
 start over. Run again with --lock over a finished bundle of that lock: nothing is
-fetched, and no registry is contacted.
+fetched, and no registry is contacted. A second run on the same output while one is
+still writing it is refused (the partial file is locked).
 
 skopeo reads a bundle too: skopeo inspect --raw oci-archive:BUNDLE.tar:REF, where
 REF is the reference as written in the manifests (see docs/bundle.md).`,
