@@ -18,6 +18,10 @@ func onTerminal(t *testing.T, dir string, cols int, args ...string) (string, int
 	if err != nil {
 		t.Skip("script(1) not installed: no pseudo-terminal to test the bar on")
 	}
+	// A sandbox without /dev/pts cannot give one either.
+	if out, err := exec.CommandContext(t.Context(), script, "-qfec", "test -t 2", "/dev/null").CombinedOutput(); err != nil {
+		t.Skipf("script(1) cannot make a pseudo-terminal here: %v %s", err, out)
+	}
 	cmdline := fmt.Sprintf("stty cols %d rows 40; exec %s %s", cols, testutil.Ferry(t), strings.Join(args, " "))
 	cmd := exec.CommandContext(t.Context(), script, "-qfec", cmdline, "/dev/null")
 	cmd.Dir = dir
