@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/graph"
@@ -34,9 +35,26 @@ func (g *gate) Blob(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error)
 	return g.Fetcher.Blob(ctx, d)
 }
 
+// lockableDir is a temporary directory on a file system with flock: on
+// one without (some network file systems), ferry writes unguarded and
+// there is nothing to test.
+func lockableDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Skipf("no flock on %s: %v", dir, err)
+	}
+	return dir
+}
+
 func TestASecondRunOnTheSameBundleIsRefused(t *testing.T) {
 	w := newWorld(t)
-	dir := t.TempDir()
+	dir := lockableDir(t)
 	clean := filepath.Join(dir, "clean.tar")
 	write(t, w, clean, w.fresh())
 
@@ -92,7 +110,7 @@ func TestOpenNoticesTheFileWasMoved(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "bundle.tar")
+			path := filepath.Join(lockableDir(t), "bundle.tar")
 			o := Options{Lock: w.lock, Jobs: 4, hooks: hooks{opened: func() { move(t, PartialPath(path)) }}}
 			_, err := Write(t.Context(), path, w.fresh(), o)
 			if err == nil || !strings.Contains(err.Error(), "being written by another ferry run") {
@@ -111,7 +129,7 @@ func TestOpenNoticesTheFileWasMoved(t *testing.T) {
 // not lock the first's file and start it over.
 func TestTheLockIsHeldUntilTheBundleIsInPlace(t *testing.T) {
 	w := newWorld(t)
-	dir := t.TempDir()
+	dir := lockableDir(t)
 	clean := filepath.Join(dir, "clean.tar")
 	write(t, w, clean, w.fresh())
 
