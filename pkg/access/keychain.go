@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // dockerKeychain is the Docker config's keychain with errors an operator
@@ -34,8 +35,8 @@ func (k dockerKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	if said != "" {
 		cause += fmt.Sprintf(" (it said %q)", said)
 	}
-	return nil, fmt.Errorf("%s: %s: check the credHelpers and credsStore entries of %s (the helper must be on PATH), or log in again with docker login %s",
-		helper, cause, config, host)
+	return nil, fmt.Errorf("%s: %s: check the credHelpers and credsStore entries of %s (the helper must be on PATH), or log in again with '%s'",
+		helper, cause, config, LoginCommand(host))
 }
 
 // helperFailure takes apart the error docker's credential client makes of
@@ -76,6 +77,16 @@ func helperFor(path, host string) string {
 		return h
 	}
 	return cfg.CredsStore
+}
+
+// LoginCommand is what stores credentials for the registry host reg, as
+// go-containerregistry names it: Docker Hub is "index.docker.io" there but
+// "docker.io" to docker login.
+func LoginCommand(reg string) string {
+	if reg == name.DefaultRegistry {
+		reg = "docker.io"
+	}
+	return "docker login " + reg
 }
 
 // dockerConfigFile is where the Docker config is read from, as docker does.

@@ -15,6 +15,17 @@ type failingKeychain struct{ err error }
 
 func (k failingKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return nil, k.err }
 
+func TestLoginCommand(t *testing.T) {
+	for reg, want := range map[string]string{
+		name.DefaultRegistry:     "docker login docker.io",
+		"registry.internal:5000": "docker login registry.internal:5000",
+	} {
+		if got := LoginCommand(reg); got != want {
+			t.Errorf("LoginCommand(%q) = %q, want %q", reg, got, want)
+		}
+	}
+}
+
 func TestDockerKeychainExplains(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("DOCKER_CONFIG", dir)
@@ -36,7 +47,7 @@ func TestDockerKeychainExplains(t *testing.T) {
 		lib, want string
 	}{
 		{reg, "error getting credentials - err: exit status 1, out: `the keychain is locked`",
-			`credential helper docker-credential-pass: exit status 1 (it said "the keychain is locked"): check the credHelpers and credsStore entries of ` + config + ` (the helper must be on PATH), or log in again with docker login registry.example:5000`},
+			`credential helper docker-credential-pass: exit status 1 (it said "the keychain is locked"): check the credHelpers and credsStore entries of ` + config + ` (the helper must be on PATH), or log in again with 'docker login registry.example:5000'`},
 		{other, "error getting credentials - err: exec: \"docker-credential-desktop\": executable file not found in $PATH, out: ``",
 			`credential helper docker-credential-desktop: exec: "docker-credential-desktop": executable file not found in $PATH: check`},
 		// What a helper printed is cut short, and left out if it may hold a secret.

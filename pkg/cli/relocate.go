@@ -210,7 +210,7 @@ func explain(err error) error {
 		if te.Request != nil {
 			host = te.Request.URL.Host
 		}
-		return fmt.Errorf("%w: log in with 'docker login %s' (or check that this account may pull from, or push to, that repository)", err, host)
+		return fmt.Errorf("%w: log in with '%s' (or check that this account may pull from, or push to, that repository)", err, access.LoginCommand(host))
 	case errors.As(err, &re):
 		return err // says what to do already
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -15,7 +15,6 @@ import (
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/lock"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -202,7 +201,7 @@ func explain(r imageref.Ref, err error) error {
 	if errors.As(err, &te) {
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%s refused access (%d): log in with 'docker login %s' or check the repository name", reg, te.StatusCode, loginHost(reg))
+			return fmt.Errorf("%s refused access (%d): log in with '%s' or check the repository name", reg, te.StatusCode, access.LoginCommand(reg))
 		case http.StatusNotFound:
 			if r.Pinned() {
 				return fmt.Errorf("%s has no manifest %s in %s: check the digest", reg, r.Digest, r.Repo.RepositoryStr())
@@ -218,11 +217,4 @@ func explain(r imageref.Ref, err error) error {
 		return fmt.Errorf("cannot reach %s: %w (is the registry up and the address right?)", reg, err)
 	}
 	return err
-}
-
-func loginHost(reg string) string {
-	if reg == name.DefaultRegistry {
-		return "docker.io"
-	}
-	return reg
 }
