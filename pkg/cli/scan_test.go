@@ -107,7 +107,7 @@ func TestScanCLIErrors(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"missing file", []string{"scan", "-f", missing}, 1, "error: reading " + missing + ": no such file or directory\n"},
+		{"missing file", []string{"scan", "-f", missing}, 1, "error: reading " + missing + ": no such file or directory: check the path given to -f (a file, a directory of manifests, or - for stdin)\n"},
 		{"malformed YAML", []string{"scan", "-f", bad}, 1, "error: " + bad + ":4: mapping values are not allowed in this context\n"},
 		{"bad config", []string{"scan", "-f", bad, "--config", cfg}, 1, "error: " + cfg + ": searchRules[0] (x): set path, keyPattern or both to say which values to look at\n"},
 		{"unknown flag", []string{"scan", "--bogus"}, 2, "error: unknown flag: --bogus (see 'ferry scan --help')\n"},

@@ -209,10 +209,14 @@ func hasExt(p string) bool {
 }
 
 // readErr turns "open x: no such file or directory" into
-// "reading x: no such file or directory".
+// "reading x: no such file or directory", and says what to do when the
+// file is not there.
 func readErr(name string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, fs.ErrNotExist) {
+			return fmt.Errorf("reading %s: %w: check the path given to -f (a file, a directory of manifests, or - for stdin)", name, pe.Err)
+		}
 		return fmt.Errorf("reading %s: %w", name, pe.Err)
 	}
 	return fmt.Errorf("reading %s: %w", name, err)
