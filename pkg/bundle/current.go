@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"bytes"
 	"context"
 	"slices"
 
@@ -49,11 +48,11 @@ func Current(ctx context.Context, path string, lf *lock.File, includeNonDistribu
 		want.Images[i].NonDistributable = left
 		entries[i] = Entry{Name: im.Image, Root: root, Fetcher: r}
 	}
-	var lockYAML bytes.Buffer
-	if err := want.Encode(&lockYAML, lock.FormatFerry); err != nil {
+	lockYAML, err := encodeLock(&want)
+	if err != nil {
 		return false
 	}
-	p, err := newPlan(entries, lockYAML.Bytes())
+	p, err := newPlan(entries, lockYAML)
 	if err != nil {
 		return false
 	}

@@ -26,6 +26,9 @@ type Summary struct {
 	SharedBytes int64 `json:"sharedBytes"`
 	// HasLock says whether the bundle carries ferry.lock.yaml.
 	HasLock bool `json:"hasLock"`
+	// TrailingBytes counts bytes after the end of the tar archive, which
+	// readers ignore; 'verify -i' refuses them.
+	TrailingBytes int64 `json:"trailingBytes,omitempty"`
 }
 
 // ImageSummary is one image or index of a bundle.
@@ -62,7 +65,7 @@ func Inspect(path string) (Summary, error) {
 	}
 	defer r.Close()
 	ctx := context.Background()
-	s := Summary{FileSize: r.size, HasLock: r.lock != nil, Images: []ImageSummary{}}
+	s := Summary{FileSize: r.size, HasLock: r.lock != nil, TrailingBytes: r.trailing, Images: []ImageSummary{}}
 	users := map[v1.Hash]int{}
 	sizes := map[v1.Hash]int64{}
 	for _, ref := range r.refs {

@@ -118,6 +118,9 @@ func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
 			}
 		}
 	}
+	if lockYAML != nil {
+		idx.Annotations = map[string]string{AnnotationLockDigest: lockDigest(lockYAML)}
+	}
 	indexJSON, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encoding index.json: %w", err)

@@ -26,6 +26,8 @@ type Reader struct {
 	blobs  map[v1.Hash]section
 	refs   []Ref
 	lock   *lock.File
+	// trailing counts the bytes after the end of the tar archive.
+	trailing int64
 }
 
 var _ graph.Fetcher = (*Reader)(nil)
@@ -39,8 +41,10 @@ var ignored = map[string]bool{"manifest.json": true, "repositories": true}
 
 // Open indexes the bundle at path: it reads every tar header once and
 // refuses anything a bundle should not hold (see ErrInvalid). Blobs are
-// checked when read. A plain OCI-layout tar from another tool (skopeo's
-// oci-archive, docker save) opens too, without a lock.
+// checked when read. The lock must agree with index.json (see
+// LockMismatchError). A plain OCI-layout tar from another tool (skopeo's
+// oci-archive, docker save) opens too, without a lock: its index.json
+// entries stand for themselves.
 func Open(path string) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -136,7 +140,34 @@ func (r *Reader) load() error {
 	if pos < end+2*block {
 		return invalidf("truncated tar: no end-of-archive marker")
 	}
+	if r.trailing, err = r.trailingBytes(pos); err != nil {
+		return err
+	}
 	return r.loadFiles(files)
+}
+
+// maxPadding is how many zero bytes past the end-of-archive marker pass for
+// padding to a tar record (GNU tar pads to 10 KiB by default) rather than
+// trailing data.
+const maxPadding = 1 << 20
+
+// trailingBytes counts what follows the end of the archive at pos: nothing
+// when it is at most maxPadding zero bytes.
+func (r *Reader) trailingBytes(pos int64) (int64, error) {
+	n := r.size - pos
+	if n <= 0 || n > maxPadding {
+		return max(n, 0), nil
+	}
+	b := make([]byte, n)
+	if _, err := r.f.ReadAt(b, pos); err != nil {
+		return 0, fmt.Errorf("reading past the end of the archive: %w", err)
+	}
+	for _, c := range b {
+		if c != 0 {
+			return n, nil
+		}
+	}
+	return 0, nil
 }
 
 // entryName checks one header and returns its clean name: only the layout
@@ -231,8 +262,9 @@ func (r *Reader) loadFiles(files map[string]section) error {
 			return invalidf("%s: %v", LockFile, err)
 		}
 		r.lock = lk
+		return r.checkLock(&idx, b)
 	}
-	return nil
+	return r.checkLock(&idx, nil)
 }
 
 func (r *Reader) small(files map[string]section, name string, limit int64) ([]byte, error) {
@@ -260,8 +292,14 @@ func (r *Reader) Size() int64 { return r.size }
 func (r *Reader) Entries() []Ref { return append([]Ref(nil), r.refs...) }
 
 // Lock is the lock stored in the bundle, nil when there is none (an OCI
-// layout written by another tool).
+// layout written by another tool). Open has checked that it agrees with
+// index.json.
 func (r *Reader) Lock() *lock.File { return r.lock }
+
+// TrailingBytes is how many bytes follow the end of the tar archive (zero
+// padding aside): a file that is not exactly what was written, appended
+// to or copied over a longer one. Readers ignore them; Verify refuses them.
+func (r *Reader) TrailingBytes() int64 { return r.trailing }
 
 // Has reports whether the bundle holds the blob or manifest h, and its size.
 func (r *Reader) Has(h v1.Hash) (int64, bool) {

@@ -32,7 +32,11 @@ type Report struct {
 	Blobs int `json:"blobs"`
 	// Bytes is how many bytes were hashed.
 	Bytes int64 `json:"bytes"`
-	// Problems are the damaged or missing blobs, by digest.
+	// TrailingBytes counts bytes after the end of the tar archive (see
+	// Reader.TrailingBytes); they are a problem too.
+	TrailingBytes int64 `json:"trailingBytes,omitempty"`
+	// Problems are the damaged or missing blobs, by digest, and trailing
+	// bytes.
 	Problems []Problem `json:"problems,omitempty"`
 }
 
@@ -48,6 +52,9 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
+	if p.Digest == "" && len(p.Images) == 0 {
+		return p.Reason
+	}
 	who := "no image"
 	if len(p.Images) > 0 {
 		who = strings.Join(p.Images, ", ")
@@ -78,7 +85,8 @@ var errKnownBad = errors.New("already reported")
 // that every image finds each manifest, config and layer it refers to:
 // all of them but the non-distributable layers recorded as left out. A
 // damaged bundle gives a Report listing each problem with the images it
-// breaks, and a *VerifyError.
+// breaks, and a *VerifyError; so do bytes after the end of the archive. A
+// lock that contradicts index.json fails Open with a *LockMismatchError.
 func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 	r, err := Open(path)
 	if err != nil {
@@ -194,11 +202,21 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		problems = append(problems, Problem{Digest: h.String(), Images: users[h], Reason: why})
 	}
 	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Digest < problems[j].Digest })
+	if n := r.TrailingBytes(); n > 0 {
+		rep.TrailingBytes = n
+		problems = append(problems, Problem{Reason: trailingReason(n)})
+	}
 	rep.Problems = problems
 	if len(problems) > 0 {
 		return rep, &VerifyError{Path: path, Problems: problems}
 	}
 	return rep, nil
+}
+
+// trailingReason says what trailing bytes mean to someone who carried the
+// file across.
+func trailingReason(n int64) string {
+	return fmt.Sprintf("%d bytes after the end of the tar archive: the file is not exactly what was written (appended to, or copied over a longer file); copy it again", n)
 }
 
 func reason(err error) string {

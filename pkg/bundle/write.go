@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -33,8 +32,9 @@ type Entry struct {
 
 // Options tune Write.
 type Options struct {
-	// Lock is stored in the bundle as ferry.lock.yaml, as given; nil
-	// stores none.
+	// Lock is stored in the bundle as ferry.lock.yaml, with the paths of
+	// its sources made relative to the working directory and cleaned (see
+	// encodeLock); nil stores none.
 	Lock *lock.File
 	// Jobs bounds how many blobs are fetched at once; 0 means 8.
 	Jobs int
@@ -108,11 +108,10 @@ func JournalPath(path string) string { return PartialPath(path) + ".journal" }
 func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats, error) {
 	var lockYAML []byte
 	if o.Lock != nil {
-		var b bytes.Buffer
-		if err := o.Lock.Encode(&b, lock.FormatFerry); err != nil {
+		var err error
+		if lockYAML, err = encodeLock(o.Lock); err != nil {
 			return Stats{}, err
 		}
-		lockYAML = b.Bytes()
 	}
 	p, err := newPlan(entries, lockYAML)
 	if err != nil {

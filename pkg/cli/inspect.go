@@ -32,7 +32,7 @@ sizes, and how many bytes storing shared blobs once saved. It reads the manifest
   ferry inspect -i bundle.tar -o json | jq -r '.images[] | .name + " " + .digest'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context(), cmd, cmd.OutOrStdout())
+			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to inspect (required)")
@@ -40,7 +40,7 @@ sizes, and how many bytes storing shared blobs once saved. It reads the manifest
 	return cmd
 }
 
-func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout io.Writer) error {
+func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stderr io.Writer) error {
 	if o.input == "" {
 		return usageErrorf(cmd, "no bundle: pass it with -i BUNDLE.tar")
 	}
@@ -50,6 +50,9 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout io.Wr
 	s, err := bundle.Inspect(o.input)
 	if err != nil {
 		return err
+	}
+	if s.TrailingBytes > 0 {
+		o.root.log(stderr).Warn(trailingWarning(o.input, s.TrailingBytes))
 	}
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
@@ -63,7 +66,7 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout io.Wr
 		for _, p := range im.Platforms {
 			name := p.Platform
 			if name == "" {
-				name = "?"
+				name = "unknown"
 			}
 			plats = append(plats, name)
 		}

@@ -67,6 +67,9 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 		return err
 	}
 	defer r.Close()
+	if n := r.TrailingBytes(); n > 0 {
+		o.root.log(stderr).Warn(trailingWarning(o.input, n))
+	}
 	entries, err := bundleEntries(ctx, r)
 	if err != nil {
 		return err
@@ -113,4 +116,10 @@ func bundleEntries(ctx context.Context, r *bundle.Reader) ([]transfer.Entry, err
 		return nil, fmt.Errorf("bundle %s holds no images", r.Path())
 	}
 	return entries, nil
+}
+
+// trailingWarning says that a bundle is longer than its tar archive, and
+// that its images are read all the same.
+func trailingWarning(path string, n int64) string {
+	return fmt.Sprintf("%s has %d bytes after the end of the tar archive: the file is not exactly what was written (appended to, or copied over a longer file); they are ignored, every blob is still checked against its digest; 'ferry verify -i' refuses such a file", path, n)
 }

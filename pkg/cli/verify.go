@@ -75,10 +75,17 @@ func (o *verifyOptions) run(ctx context.Context, cmd *cobra.Command, stdout, std
 	rep, err := bundle.Verify(ctx, o.input, bundle.VerifyOptions{Jobs: o.reg.jobs, Progress: o.root.progress(stderr)})
 	var ve *bundle.VerifyError
 	if errors.As(err, &ve) {
+		n := len(ve.Problems)
+		if rep.TrailingBytes > 0 {
+			n-- // said on the error line
+		}
+		if n == 0 {
+			return fmt.Errorf("%s: %s", o.input, ve.Problems[0].Reason)
+		}
 		for _, p := range ve.Problems {
 			fmt.Fprintf(stderr, "damaged: %s\n", p)
 		}
-		return fmt.Errorf("%s: %d damaged or missing blob(s) (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", o.input, len(ve.Problems))
+		return fmt.Errorf("%s: %d damaged or missing blob(s) (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", o.input, n)
 	}
 	if err != nil {
 		return err
