@@ -1,6 +1,7 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -143,6 +145,9 @@ func (e *RetryError) Error() string {
 		}
 		return fmt.Sprintf("the registry at %s kept rate-limiting %s %s (429 Too Many Requests%s) %s: wait and run again, or log in to raise the limit; completed work is kept",
 			e.Host, e.Method, e.Path, said, over)
+	case e.Status == 0 && errors.Is(e.Err, io.ErrUnexpectedEOF):
+		return fmt.Sprintf("the registry at %s kept cutting its answer to %s %s short %s: %v: check its health (or a proxy in between), or run again later; completed work is kept",
+			e.Host, e.Method, e.Path, over, e.Err)
 	case e.Status != 0:
 		if said != "" {
 			said = " (" + said + ")"
@@ -189,6 +194,15 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.once(r)
+		if err == nil && isManifestGet(r, resp) {
+			// A manifest is small and read whole by every caller: read
+			// here, a body cut short is a failed try like a broken
+			// connection, under the same policy and budget.
+			err = bufferBody(r, resp)
+			if err != nil {
+				resp = nil
+			}
+		}
 		wait, retry := retryable(ctx, resp, err, p, attempt)
 		if !retry || !replayable {
 			return resp, err
@@ -209,6 +223,39 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("%s %s: waiting to try again: %w", req.Method, req.URL.Redacted(), err)
 		}
 	}
+}
+
+// maxBufferedManifest bounds how much of a manifest body is read ahead; the
+// registries' own cap is 4 MiB, and callers refuse more than that.
+const maxBufferedManifest = 4<<20 + 1
+
+// isManifestGet reports a successful GET of a manifest (by tag or digest),
+// whose body the transport reads before handing it on.
+func isManifestGet(req *http.Request, resp *http.Response) bool {
+	return req.Method == http.MethodGet && resp.StatusCode == http.StatusOK && strings.Contains(req.URL.Path, "/manifests/")
+}
+
+// bufferBody reads a manifest body into memory, up to maxBufferedManifest
+// (the rest, if any, follows from the connection: the caller refuses it),
+// and replaces resp.Body by what was read. A read that fails (the
+// connection closed partway: unexpected EOF, a reset) closes the body and
+// returns the error for the retry loop to judge.
+func bufferBody(req *http.Request, resp *http.Response) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedManifest))
+	if err != nil {
+		resp.Body.Close()
+		return fmt.Errorf("%s %s: reading the answer after %d bytes: %w", req.Method, req.URL.Redacted(), len(b), err)
+	}
+	if len(b) < maxBufferedManifest {
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return nil
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
+	return nil
 }
 
 // once makes one try within the host's in-flight limit.

@@ -632,3 +632,81 @@ func TestCommitTimeoutCountsFromLastProgress(t *testing.T) {
 		t.Fatal("a stalled upload succeeded, want a timeout")
 	}
 }
+
+// TestRetryCutManifestBody cuts the body of the first answer to a manifest
+// GET halfway: the transport reads manifests whole and tries again, once,
+// within the policy. A blob body is left to stream (and to its reader's
+// resume): cut, it fails where it is read.
+func TestRetryCutManifestBody(t *testing.T) {
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}`)
+	srv := startServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(manifest)))
+		if n == 1 || strings.Contains(r.URL.Path, "/blobs/") {
+			// Half the body, then the handler returns: the server closes
+			// the connection short of Content-Length.
+			w.Write(manifest[:len(manifest)/2])
+			return
+		}
+		w.Write(manifest)
+	})
+	clock := newFakeClock()
+	c := newClient(t, Options{Retry: clock.policy()}, srv.host())
+	resp, err := get(t, c, srv.URL+"/v2/x/manifests/sha256:"+strings.Repeat("a", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(b, manifest) {
+		t.Fatalf("read %q, %v; want the whole manifest", b, err)
+	}
+	if n := srv.n.Load(); n != 2 || len(clock.Sleeps()) != 1 {
+		t.Errorf("%d requests, waits %v; want 2 requests and one wait", n, clock.Sleeps())
+	}
+
+	srv.n.Store(0)
+	resp, err = get(t, c, srv.URL+"/v2/x/blobs/sha256:"+strings.Repeat("b", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !errors.Is(err, io.ErrUnexpectedEOF) || srv.n.Load() != 1 {
+		t.Errorf("blob cut short: read error %v after %d requests; want unexpected EOF after 1", err, srv.n.Load())
+	}
+}
+
+// TestRetryCutManifestGivesUp cuts every answer: the error says the
+// registry kept cutting its answer short, after the policy's attempts.
+func TestRetryCutManifestGivesUp(t *testing.T) {
+	srv := startServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "{")
+	})
+	c := newClient(t, Options{Retry: newFakeClock().policy()}, srv.host())
+	_, err := get(t, c, srv.URL+"/v2/x/manifests/v1")
+	var re *RetryError
+	if !errors.As(err, &re) || re.Attempts != DefaultMaxAttempts {
+		t.Fatalf("err = %v, want a RetryError after %d attempts", err, DefaultMaxAttempts)
+	}
+	if !strings.Contains(err.Error(), "kept cutting its answer to GET /v2/x/manifests/v1 short") {
+		t.Errorf("err = %q", err)
+	}
+}
+
+// TestLargeManifestBodyPassesWhole serves a body past what is read ahead:
+// the caller still gets every byte, to refuse it by its own limit.
+func TestLargeManifestBodyPassesWhole(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), maxBufferedManifest+1000)
+	srv := startServer(t, func(n int64, w http.ResponseWriter, r *http.Request) { w.Write(big) })
+	c := newClient(t, Options{Retry: newFakeClock().policy()}, srv.host())
+	resp, err := get(t, c, srv.URL+"/v2/x/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(b) != len(big) {
+		t.Errorf("read %d bytes, %v; want %d", len(b), err, len(big))
+	}
+}
