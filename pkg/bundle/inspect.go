@@ -46,9 +46,14 @@ type ImageSummary struct {
 	NonDistributable []string `json:"nonDistributable,omitempty"`
 }
 
+// PlatformUnknown is the platform of an image whose index entry and config
+// do not say (a config without os, an artifact).
+const PlatformUnknown = "unknown"
+
 // PlatformSummary is one image manifest.
 type PlatformSummary struct {
-	// Platform is os/architecture[/variant], from the index or the config.
+	// Platform is os/architecture[/variant], from the index or the config,
+	// or PlatformUnknown.
 	Platform  string `json:"platform"`
 	Digest    string `json:"digest"`
 	MediaType string `json:"mediaType"`
@@ -92,7 +97,8 @@ func Inspect(path string) (Summary, error) {
 			if p == nil && len(n.Blobs) > 0 {
 				p = r.configPlatform(n.Blobs[0])
 			}
-			if p != nil {
+			ps.Platform = PlatformUnknown
+			if p != nil && p.OS != "" {
 				ps.Platform = p.String()
 			}
 			im.Platforms = append(im.Platforms, ps)
