@@ -710,3 +710,32 @@ func TestLargeManifestBodyPassesWhole(t *testing.T) {
 		t.Errorf("read %d bytes, %v; want %d", len(b), err, len(big))
 	}
 }
+
+// TestRetryCutManifestHead closes the connection of the first HEAD of a
+// manifest before any answer, as resolve's HEAD by tag may meet: retried
+// like any broken connection.
+func TestRetryCutManifestHead(t *testing.T) {
+	srv := startServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("a", 64))
+	})
+	clock := newFakeClock()
+	c := newClient(t, Options{Retry: clock.policy()}, srv.host())
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodHead, srv.URL+"/v2/x/manifests/v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Transport().RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || srv.n.Load() != 2 {
+		t.Errorf("HEAD: %d after %d requests, want 200 after 2", resp.StatusCode, srv.n.Load())
+	}
+}
