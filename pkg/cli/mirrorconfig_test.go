@@ -54,7 +54,7 @@ func TestMirrorConfigCLIErrors(t *testing.T) {
 	}{
 		{"no lock", []string{"mirror-config", "--format", "crio"}, 2, "--lock is required"},
 		{"bad format", []string{"mirror-config", "--lock", flat, "--format", "docker"}, 2, "want containerd or crio"},
-		{"containerd without dir", []string{"mirror-config", "--lock", flat}, 2, "pass -o DIR"},
+		{"containerd without dir", []string{"mirror-config", "--lock", flat}, 2, "pass --output-dir DIR"},
 		{"flat layout", []string{"mirror-config", "--lock", flat, "--format", "crio"}, 1, "--layout path"},
 		{"missing lock", []string{"mirror-config", "--lock", "/nonexistent.yaml", "--format", "crio"}, 1, "reading lock"},
 	}

@@ -36,8 +36,8 @@ func TestPkgVerifyInspectCLI(t *testing.T) {
 		}
 	}
 
-	stdout, stderr, code = runCLI(t, "", "verify", "-i", tarball, "-q")
-	if code != 0 || !strings.Contains(stdout, "ok: 2 images") {
+	stdout, stderr, code = runCLI(t, "", "verify", "-i", tarball)
+	if code != 0 || stdout != "" || !strings.Contains(stderr, "ok: 2 images") {
 		t.Errorf("verify: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
@@ -94,7 +94,7 @@ func TestBundleCommandsUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{"pkg without output", []string{"pkg", "--lock", "x.yaml"}, 2, "-o BUNDLE.tar"},
+		{"pkg without output", []string{"pkg", "--lock", "x.yaml"}, 2, "--bundle BUNDLE.tar"},
 		{"pkg without input", []string{"pkg", "-o", "b.tar"}, 2, "no input"},
 		{"pkg with both inputs", []string{"pkg", "-f", "a.yaml", "--lock", "x.yaml", "-o", "b.tar"}, 2, "not both"},
 		{"pkg bad concurrency", []string{"pkg", "--lock", "x.yaml", "-o", "b.tar", "--concurrency", "0"}, 2, "--concurrency"},
@@ -103,7 +103,7 @@ func TestBundleCommandsUsage(t *testing.T) {
 		{"verify missing file", []string{"verify", "-i", filepath.Join(dir, "none.tar")}, 1, "no such file"},
 		{"verify not a bundle", []string{"verify", "-i", junk}, 1, "invalid bundle"},
 		{"inspect without input", []string{"inspect"}, 2, "-i BUNDLE.tar"},
-		{"inspect bad format", []string{"inspect", "-i", junk, "-o", "yaml"}, 2, "want text or json"},
+		{"inspect bad format", []string{"inspect", "-i", junk, "-o", "xml"}, 2, "want text, json or yaml"},
 		{"inspect not a bundle", []string{"inspect", "-i", junk}, 1, "invalid bundle"},
 	}
 	for _, tt := range tests {
