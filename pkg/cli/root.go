@@ -5,6 +5,7 @@ package cli
 import (
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -36,15 +37,19 @@ the manifests to the new locations.`,
   ferry pkg -f release.yaml -o bundle.tar
   ferry unpkg -i bundle.tar --repository registry.internal/mirror --lock-output relocated.lock.yaml
   ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml`,
+		Version:       strings.TrimSuffix(versionLine(), "\n"),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
 			o.logger = newLogger(cmd.ErrOrStderr(), o.verbose, o.quiet)
 		},
 	}
+	// --version prints what `ferry version` prints.
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErrorf(c, "%v", err) })
 	cmd.PersistentFlags().BoolVarP(&o.verbose, "verbose", "v", false, "log debug detail to stderr")
 	cmd.PersistentFlags().BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
+	cmd.Flags().Bool("version", false, "print ferry's version (as 'ferry version')")
 	cmd.AddCommand(
 		newVersionCmd(),
 		newCompletionCmd(),
