@@ -331,3 +331,27 @@ func TestOutputPathsCheckedFirst(t *testing.T) {
 		}
 	})
 }
+
+func TestFlagValuesComplete(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"unpkg", "--layout", ""}, []string{"path", "host", "flat"}},
+		{[]string{"relocate", "--lock-format", ""}, []string{"ferry", "kbld"}},
+		{[]string{"resolve", "--lock-format", ""}, []string{"ferry", "kbld"}},
+		{[]string{"mirror-config", "--format", ""}, []string{"containerd", "crio"}},
+		{[]string{"pkg", "-o", ""}, []string{"text", "json", "yaml"}},
+		{[]string{"inspect", "-o", ""}, []string{"text", "json", "yaml"}},
+		{[]string{"scan", "--output", ""}, []string{"text", "json", "yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runCLI(t, "", append([]string{"__complete"}, tt.args...)...)
+			got := strings.Split(strings.TrimSpace(stdout), "\n")
+			if code != 0 || len(got) != len(tt.want)+1 || strings.Join(got[:len(tt.want)], " ") != strings.Join(tt.want, " ") {
+				t.Errorf("exit %d, completions %q (stderr %q), want %q", code, got, stderr, tt.want)
+			}
+		})
+	}
+}
