@@ -29,12 +29,18 @@ func NewRoot() (*cobra.Command, *rootOptions) {
 		Long: `ferry scans Kubernetes manifests for image references, resolves them to digests,
 bundles every image (every platform of every index) into one OCI-layout tarball,
 pushes it into a disconnected registry with manifests byte-identical, and rewrites
-the manifests to the new locations.`,
+the manifests to the new locations.
+
+One convention in every command: stdout carries data only, and -o text|json|yaml is
+its format (text by default; json and yaml print a result object for scripts).
+Files are named by their own flags: --bundle, --output-file, --output-dir,
+--lock-output. Summaries, progress, warnings and errors go to stderr. Exit codes:
+0 success, 1 failure, 2 wrong usage. See docs/output.md.`,
 		Example: `  # Connected on both sides: copy and print the rewritten release
   ferry relocate -f release.yaml --repository registry.internal/mirror > release.relocated.yaml
 
   # Across an air gap
-  ferry pkg -f release.yaml -o bundle.tar
+  ferry pkg -f release.yaml --bundle bundle.tar
   ferry unpkg -i bundle.tar --repository registry.internal/mirror --lock-output relocated.lock.yaml
   ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml`,
 		Version:       strings.TrimSuffix(versionLine(), "\n"),
