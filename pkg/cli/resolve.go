@@ -76,8 +76,11 @@ func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if lockFormat != lock.FormatFerry && lockFormat != lock.FormatKbld {
 		return usageErrorf(cmd, "--lock-format %q: want ferry or kbld", o.lockFormat)
 	}
-	if o.outputFile != "" && (format != formatText || len(o.in.files) == 0) {
-		return usageErrorf(cmd, "--output-file takes the pinned manifests, and there are none to write with -o %s or without -f", format)
+	switch {
+	case o.outputFile != "" && len(o.in.files) == 0:
+		return usageErrorf(cmd, "--output-file takes the pinned manifests, and without -f there are none: write the lock with --lock-output")
+	case o.outputFile != "" && format != formatText:
+		return usageErrorf(cmd, "--output-file takes the pinned manifests, which -o %s replaces by the lock: give one of them", format)
 	}
 	// Found now, not after every registry was asked.
 	if err := checkWritable("--lock-output", o.lockOutput); err != nil {
