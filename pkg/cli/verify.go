@@ -98,7 +98,7 @@ func (o *verifyOptions) run(ctx context.Context, cmd *cobra.Command, stdout, std
 		return err
 	}
 	if o.lock != "" {
-		o.root.say(stderr, "%s: ok: the registry holds all of the %s", o.lock, plural(res.Images, "image"))
+		o.root.say(stderr, "%s: ok: the registry holds every manifest and blob of %s", o.lock, plural(res.Images, "image"))
 		return nil
 	}
 	o.root.say(stderr, "%s: ok: %s, %s, %s verified", o.input, plural(res.Images, "image"), plural(res.Blobs, "blob"), humanBytes(res.Bytes))
