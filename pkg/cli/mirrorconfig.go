@@ -56,34 +56,8 @@ be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
 }
 
 func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
-	if o.lockFile == "" {
-		return usageErrorf(cmd, "--lock is required: the lock written by ferry unpkg or ferry relocate")
-	}
-	switch o.format {
-	case "containerd":
-		if o.outputFile != "" {
-			return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass --output-dir DIR, not --output-file")
-		}
-		o.out.file = "--output-dir"
-		if _, err := o.out.parse(cmd, &o.outputDir); err != nil {
-			return err
-		}
-		if o.outputDir == "" {
-			return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass --output-dir DIR, e.g. --output-dir /etc/containerd/certs.d")
-		}
-	case "crio":
-		if o.outputDir != "" {
-			return usageErrorf(cmd, "--format crio writes one file: pass --output-file FILE, not --output-dir")
-		}
-		o.out.file = "--output-file"
-		if _, err := o.out.parse(cmd, &o.outputFile); err != nil {
-			return err
-		}
-		if err := checkWritable("--output-file", o.outputFile); err != nil {
-			return err
-		}
-	default:
-		return usageErrorf(cmd, "--format %q: want containerd or crio", o.format)
+	if err := o.check(cmd); err != nil {
+		return err
 	}
 	l, err := lock.Read(o.lockFile)
 	if err != nil {
@@ -112,4 +86,36 @@ func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) 
 	o.root.say(stderr, "wrote %s", o.outputFile)
 	o.out.notice(stderr)
 	return nil
+}
+
+// check refuses flag combinations, and takes a legacy -o PATH as the
+// directory (containerd) or file (crio) it named.
+func (o *mirrorConfigOptions) check(cmd *cobra.Command) error {
+	if o.lockFile == "" {
+		return usageErrorf(cmd, "--lock is required: the lock written by ferry unpkg or ferry relocate")
+	}
+	switch o.format {
+	case "containerd":
+		if o.outputFile != "" {
+			return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass --output-dir DIR, not --output-file")
+		}
+		o.out.file = "--output-dir"
+		if _, err := o.out.parse(cmd, &o.outputDir); err != nil {
+			return err
+		}
+		if o.outputDir == "" {
+			return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass --output-dir DIR, e.g. --output-dir /etc/containerd/certs.d")
+		}
+		return nil
+	case "crio":
+		if o.outputDir != "" {
+			return usageErrorf(cmd, "--format crio writes one file: pass --output-file FILE, not --output-dir")
+		}
+		o.out.file = "--output-file"
+		if _, err := o.out.parse(cmd, &o.outputFile); err != nil {
+			return err
+		}
+		return checkWritable("--output-file", o.outputFile)
+	}
+	return usageErrorf(cmd, "--format %q: want containerd or crio", o.format)
 }

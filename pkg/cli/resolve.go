@@ -65,28 +65,8 @@ reaches stdout or --output-file unless the lock was written.`,
 }
 
 func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr io.Writer) error {
-	if err := o.in.check(cmd); err != nil {
-		return err
-	}
-	format, err := o.out.parse(cmd, &o.outputFile)
+	format, lockFormat, err := o.check(cmd)
 	if err != nil {
-		return err
-	}
-	lockFormat := lock.Format(o.lockFormat)
-	if lockFormat != lock.FormatFerry && lockFormat != lock.FormatKbld {
-		return usageErrorf(cmd, "--lock-format %q: want ferry or kbld", o.lockFormat)
-	}
-	switch {
-	case o.outputFile != "" && len(o.in.files) == 0:
-		return usageErrorf(cmd, "--output-file takes the pinned manifests, and without -f there are none: write the lock with --lock-output")
-	case o.outputFile != "" && format != formatText:
-		return usageErrorf(cmd, "--output-file takes the pinned manifests, which -o %s replaces by the lock: give one of them", format)
-	}
-	// Found now, not after every registry was asked.
-	if err := checkWritable("--lock-output", o.lockOutput); err != nil {
-		return err
-	}
-	if err := checkWritable("--output-file", o.outputFile); err != nil {
 		return err
 	}
 	client, err := o.reg.client(cmd)
@@ -97,6 +77,7 @@ func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if err != nil {
 		return err
 	}
+	// The lock is written before anything reaches stdout or --output-file.
 	writeLock := func() error {
 		if o.lockOutput == "" {
 			return nil
@@ -118,11 +99,35 @@ func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 			_, err = writeRewritten(ctx, o.in.files, rewrite.Options{Map: pinned(lf), Scan: so}, o.outputFile, stdout, writeLock)
 		}
 	}
-	if err != nil {
-		return err
+	if err == nil {
+		o.out.notice(stderr)
 	}
-	o.out.notice(stderr)
-	return nil
+	return err
+}
+
+// check refuses flag combinations, and output paths that cannot be
+// written: found now, not after every registry was asked.
+func (o *resolveOptions) check(cmd *cobra.Command) (string, lock.Format, error) {
+	if err := o.in.check(cmd); err != nil {
+		return "", "", err
+	}
+	format, err := o.out.parse(cmd, &o.outputFile)
+	if err != nil {
+		return "", "", err
+	}
+	lockFormat := lock.Format(o.lockFormat)
+	switch {
+	case lockFormat != lock.FormatFerry && lockFormat != lock.FormatKbld:
+		return "", "", usageErrorf(cmd, "--lock-format %q: want ferry or kbld", o.lockFormat)
+	case o.outputFile != "" && len(o.in.files) == 0:
+		return "", "", usageErrorf(cmd, "--output-file takes the pinned manifests, and without -f there are none: write the lock with --lock-output")
+	case o.outputFile != "" && format != formatText:
+		return "", "", usageErrorf(cmd, "--output-file takes the pinned manifests, which -o %s replaces by the lock: give one of them", format)
+	}
+	if err := checkWritable("--lock-output", o.lockOutput); err != nil {
+		return "", "", err
+	}
+	return format, lockFormat, checkWritable("--output-file", o.outputFile)
 }
 
 // printAfter runs print only once commit has succeeded.
