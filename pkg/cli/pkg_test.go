@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
+	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 )
 
@@ -79,6 +80,13 @@ func TestPkgVerifyInspectCLI(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "damaged: "+digest) {
 		t.Errorf("verify stderr does not name %s:\n%s", digest, stderr)
+	}
+
+	// -o json prints the result all the same, and still exits 1.
+	stdout, _, code = runCLI(t, "", "verify", "-i", damaged, "-q", "-o", "json")
+	var vr workflow.VerifyResult
+	if err := json.Unmarshal([]byte(stdout), &vr); err != nil || code != 1 || vr.OK || len(vr.Problems) != 1 || vr.Problems[0].Digest != digest {
+		t.Errorf("verify -o json of a damaged bundle: exit %d, %v, result %+v; want exit 1 and the damaged blob %s", code, err, vr, digest)
 	}
 }
 

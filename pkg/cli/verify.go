@@ -81,7 +81,12 @@ func (o *verifyOptions) run(ctx context.Context, cmd *cobra.Command, stdout, std
 	if res == nil {
 		return err
 	}
-	// The result is printed also when the check fails: it says what is wrong.
+	return o.report(res, err, format, stdout, stderr)
+}
+
+// report prints the result with -o json|yaml, also when the check failed
+// (it says what is wrong), and says on stderr what was found.
+func (o *verifyOptions) report(res *workflow.VerifyResult, err error, format string, stdout, stderr io.Writer) error {
 	if format != formatText {
 		if perr := printResult(stdout, format, res); perr != nil && err == nil {
 			return perr
