@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/scan"
@@ -68,6 +70,11 @@ func (f *inputFlags) check(cmd *cobra.Command) error {
 	if f.imagesFile == scan.Stdin && slices.Contains(f.files, scan.Stdin) {
 		return usageErrorf(cmd, "-f - and --images-file - both read stdin: give one of them a file")
 	}
+	for _, a := range f.images {
+		if a == scan.Stdin || looksLikeManifest(a) {
+			return usageErrorf(cmd, "argument %q looks like a file, not an image reference: pass manifests with -f %s", a, a)
+		}
+	}
 	if !f.given() {
 		if cmd.Flags().Lookup("images-file") != nil {
 			return usageErrorf(cmd, "no input: pass manifests with -f FILE, -f DIR or -f -, or image references as arguments or with --images-file")
@@ -75,4 +82,12 @@ func (f *inputFlags) check(cmd *cobra.Command) error {
 		return usageErrorf(cmd, "no input: pass manifests with -f FILE, -f DIR or -f -")
 	}
 	return nil
+}
+
+// looksLikeManifest tells a file name given where image references go:
+// "release.yaml" is a valid reference (docker.io/library/release.yaml),
+// but never what was meant.
+func looksLikeManifest(arg string) bool {
+	ext := strings.ToLower(path.Ext(arg))
+	return ext == ".yaml" || ext == ".yml" || ext == ".json"
 }

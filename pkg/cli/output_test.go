@@ -50,6 +50,8 @@ func TestOutputFlagUsage(t *testing.T) {
 		{"stdin twice", []string{"resolve", "-f", "-", "--images-file", "-"}, "both read stdin"},
 		{"pkg no input", []string{"pkg", "--bundle", "b.tar"}, "image references as arguments or with --images-file"},
 		{"pkg refs and lock", []string{"pkg", "nginx:1.25", "--lock", lockFile, "--bundle", "b.tar"}, "not both"},
+		{"pkg a file as argument", []string{"pkg", "release.yaml", "--bundle", "b.tar"}, `argument "release.yaml" looks like a file, not an image reference: pass manifests with -f release.yaml`},
+		{"resolve - as argument", []string{"resolve", "-"}, "pass manifests with -f -"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
