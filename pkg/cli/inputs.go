@@ -140,7 +140,9 @@ func (o *rootOptions) lockFor(ctx context.Context, cmd *cobra.Command, in *input
 	}
 	log := o.log(cmd.ErrOrStderr())
 	log.Debug("resolving", slog.Int("references", len(inputs)))
-	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: func(m string) { log.Warn(m) }})
+	// Warnings are for people: a plain line each, as rewrite's and scan's.
+	warn := func(m string) { fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", m) }
+	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: warn})
 }
 
 // rewritten rewrites the inputs into memory, so that a failure leaves

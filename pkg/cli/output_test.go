@@ -357,3 +357,19 @@ func TestFlagValuesComplete(t *testing.T) {
 		})
 	}
 }
+
+// A warning is a plain line for people, not a log record.
+func TestResolveWarningIsASentence(t *testing.T) {
+	src := newMemRegistry(t)
+	base, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := pushRandom(t, src, "team/api:v1", base)
+	pushRandom(t, src, "team/api:v1", base) // the tag moves on
+	ref := src.host + "/team/api:v1@" + old.String()
+	_, stderr, code := runCLI(t, "", "resolve", ref, "--insecure-registry", src.host)
+	if code != 0 || !strings.HasPrefix(stderr, "warning: \""+ref+"\": tag v1 now points at ") || strings.Contains(stderr, "level=") {
+		t.Errorf("exit %d, stderr %q: want one plain warning that the tag moved", code, stderr)
+	}
+}
