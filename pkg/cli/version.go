@@ -36,7 +36,8 @@ func newCompletionCmd() *cobra.Command {
 
 bash needs the bash-completion package (apt-get install bash-completion, or
 brew install bash-completion@2 on macOS) loaded in the shell: the script uses its
-functions. zsh and fish need nothing else.`,
+functions. zsh needs completion enabled (autoload -U compinit; compinit); fish
+needs nothing else.`,
 		Example: `  source <(ferry completion bash)
   ferry completion zsh > "${fpath[1]}/_ferry"
   ferry completion fish > ~/.config/fish/completions/ferry.fish`,
