@@ -97,7 +97,7 @@ func ferryTool(bin string) *tool {
 					return nil, err
 				}
 			}
-			return []step{{argv: []string{bin, "pkg", "--lock", e.lock, "-o", bundle, "--insecure-registry", e.src, "-q"}}}, nil
+			return []step{{argv: []string{bin, "pkg", "--lock", e.lock, "--bundle", bundle, "--insecure-registry", e.src, "-q"}}}, nil
 		case jobUnpkg:
 			if _, err := os.Stat(bundle); err != nil {
 				return nil, fmt.Errorf("no bundle from job a: %w", err)

@@ -76,8 +76,8 @@ func run(ctx context.Context) error {
 	ins := []string{"--insecure-registry", public, "--insecure-registry", airgap}
 	steps := [][]string{
 		{"scan", "-f", "release.yaml"},
-		append([]string{"resolve", "-f", "release.yaml", "--lock-output", "images.lock.yaml", "-o", "release.pinned.yaml"}, ins...),
-		{"pkg", "--lock", "images.lock.yaml", "-o", "bundle.tar", "--insecure-registry", public},
+		append([]string{"resolve", "-f", "release.yaml", "--lock-output", "images.lock.yaml", "--output-file", "release.pinned.yaml"}, ins...),
+		{"pkg", "--lock", "images.lock.yaml", "--bundle", "bundle.tar", "--insecure-registry", public},
 		{"inspect", "-i", "bundle.tar"},
 		{"verify", "-i", "bundle.tar"},
 		{"unpkg", "-i", "bundle.tar", "--repository", airgap + "/mirror", "--lock-output", "relocated.lock.yaml", "--insecure-registry", airgap},

@@ -146,8 +146,8 @@ func TestBundle(t *testing.T) {
 
 	t.Run("verify", func(t *testing.T) {
 		r := mustFerry(t, dir, "verify", "-i", "bundle.tar")
-		if !strings.Contains(r.Stdout, "ok") {
-			t.Errorf("verify stdout = %q", r.Stdout)
+		if r.Stdout != "" || !strings.Contains(r.Stderr, "ok") {
+			t.Errorf("verify: stdout %q (want nothing), stderr %q (want ok)", r.Stdout, r.Stderr)
 		}
 	})
 

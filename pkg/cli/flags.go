@@ -1,7 +1,12 @@
 package cli
 
 import (
+	"path"
+	"slices"
+	"strings"
+
 	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/scan"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -27,10 +32,14 @@ func (f *registryFlags) client(cmd *cobra.Command) (*access.Client, error) {
 	return access.New(access.Options{CACertFiles: f.caCerts, InsecureHosts: f.insecure, Jobs: f.jobs, UserAgent: "ferry/" + Version})
 }
 
-// inputFlags are the -f flags of commands that read manifests.
+// inputFlags are the -f flags of commands that read manifests and, in
+// commands that take image references too, the references given as
+// arguments and with --images-file.
 type inputFlags struct {
-	files  []string
-	config string
+	files      []string
+	config     string
+	images     []string
+	imagesFile string
 	// stdin holds "-f -" once read: commands that resolve and then rewrite
 	// read it twice.
 	stdin []byte
@@ -42,10 +51,43 @@ func (f *inputFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "ferry config file with extra search rules (see docs/config.md)")
 }
 
-// check requires at least one -f.
+// addImages adds --images-file, for commands that also take image
+// references as arguments (set with args).
+func (f *inputFlags) addImages(fs *pflag.FlagSet) {
+	fs.StringVar(&f.imagesFile, "images-file", "", "file with one image reference per line (# comments, blank lines ignored), or - for stdin")
+}
+
+// args takes the command's arguments as image references.
+func (f *inputFlags) args(args []string) { f.images = args }
+
+// given says whether any input was named.
+func (f *inputFlags) given() bool {
+	return len(f.files) > 0 || len(f.images) > 0 || f.imagesFile != ""
+}
+
+// check requires at least one input, and stdin read once.
 func (f *inputFlags) check(cmd *cobra.Command) error {
-	if len(f.files) == 0 {
+	if f.imagesFile == scan.Stdin && slices.Contains(f.files, scan.Stdin) {
+		return usageErrorf(cmd, "-f - and --images-file - both read stdin: give one of them a file")
+	}
+	for _, a := range f.images {
+		if a == scan.Stdin || looksLikeManifest(a) {
+			return usageErrorf(cmd, "argument %q looks like a file, not an image reference: pass manifests with -f %s", a, a)
+		}
+	}
+	if !f.given() {
+		if cmd.Flags().Lookup("images-file") != nil {
+			return usageErrorf(cmd, "no input: pass manifests with -f FILE, -f DIR or -f -, or image references as arguments or with --images-file")
+		}
 		return usageErrorf(cmd, "no input: pass manifests with -f FILE, -f DIR or -f -")
 	}
 	return nil
+}
+
+// looksLikeManifest tells a file name given where image references go:
+// "release.yaml" is a valid reference (docker.io/library/release.yaml),
+// but never what was meant.
+func looksLikeManifest(arg string) bool {
+	ext := strings.ToLower(path.Ext(arg))
+	return ext == ".yaml" || ext == ".yml" || ext == ".json"
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -52,17 +53,31 @@ func (f *inputFlags) scanOptions(cmd *cobra.Command) (scan.Options, error) {
 	return o, nil
 }
 
-// references scans the inputs and parses every reference found, failing on
-// the first invalid one with its file and line.
+// references scans the inputs, reads --images-file and takes the
+// arguments, and parses every reference found, failing on the first
+// invalid one with its file and line.
 func (f *inputFlags) references(ctx context.Context, cmd *cobra.Command) ([]resolve.Input, error) {
+	if err := f.check(cmd); err != nil {
+		return nil, err
+	}
 	so, err := f.scanOptions(cmd)
 	if err != nil {
 		return nil, err
 	}
-	hits, err := scan.Scan(ctx, f.files, so)
-	if err != nil {
-		return nil, err
+	var hits []scan.Ref
+	if len(f.files) > 0 {
+		if hits, err = scan.Scan(ctx, f.files, so); err != nil {
+			return nil, err
+		}
 	}
+	if f.imagesFile != "" {
+		listed, err := f.listed(cmd)
+		if err != nil {
+			return nil, err
+		}
+		hits = append(hits, listed...)
+	}
+	hits = append(hits, scan.Arguments(f.images)...)
 	var inputs []resolve.Input
 	var bad []error
 	for _, h := range hits {
@@ -83,14 +98,27 @@ func (f *inputFlags) references(ctx context.Context, cmd *cobra.Command) ([]reso
 	}
 }
 
-// lockFor returns the lock named by --lock, or resolves the -f inputs into
+// listed reads --images-file.
+func (f *inputFlags) listed(cmd *cobra.Command) ([]scan.Ref, error) {
+	if f.imagesFile == scan.Stdin {
+		return scan.List(cmd.InOrStdin(), scan.StdinName)
+	}
+	fh, err := os.Open(f.imagesFile)
+	if err != nil {
+		return nil, fmt.Errorf("--images-file: %w: check the path", err)
+	}
+	defer fh.Close()
+	return scan.List(fh, f.imagesFile)
+}
+
+// lockFor returns the lock named by --lock, or resolves the inputs into
 // one. Exactly one of the two must be given.
 func (o *rootOptions) lockFor(ctx context.Context, cmd *cobra.Command, in *inputFlags, lockPath string, client *access.Client) (*lock.File, error) {
 	switch {
-	case lockPath != "" && len(in.files) > 0:
-		return nil, usageErrorf(cmd, "give either -f manifests or --lock, not both")
-	case lockPath == "" && len(in.files) == 0:
-		return nil, usageErrorf(cmd, "no input: pass manifests with -f, or a lock with --lock")
+	case lockPath != "" && in.given():
+		return nil, usageErrorf(cmd, "give either -f manifests (or image references) or --lock, not both")
+	case lockPath == "" && !in.given():
+		return nil, usageErrorf(cmd, "no input: pass manifests with -f, image references as arguments or with --images-file, or a lock with --lock")
 	case lockPath != "":
 		f, err := lock.Read(lockPath)
 		if err != nil {
@@ -112,21 +140,42 @@ func (o *rootOptions) lockFor(ctx context.Context, cmd *cobra.Command, in *input
 	}
 	log := o.log(cmd.ErrOrStderr())
 	log.Debug("resolving", slog.Int("references", len(inputs)))
-	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: func(m string) { log.Warn(m) }})
+	// Warnings are for people: a plain line each, as rewrite's and scan's.
+	warn := func(m string) { fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", m) }
+	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: warn})
 }
 
-// writeRewritten rewrites the inputs into -o FILE atomically, or onto stdout
-// once all of them are done, so that a failure leaves no half output.
-func writeRewritten(ctx context.Context, files []string, ro rewrite.Options, output string, stdout io.Writer) (res rewrite.Result, err error) {
-	if output != "" {
+// rewritten rewrites the inputs into memory, so that a failure leaves
+// no half output anywhere.
+func rewritten(ctx context.Context, files []string, ro rewrite.Options) ([]byte, rewrite.Result, error) {
+	var buf bytes.Buffer
+	res, err := rewrite.Rewrite(ctx, files, ro, &buf)
+	if err != nil {
+		return nil, res, err
+	}
+	return buf.Bytes(), res, nil
+}
+
+// writeRewritten rewrites the inputs into output atomically, or onto
+// stdout once all of them are done. commit (writing the lock, say) runs
+// once the rewrite has succeeded and before anything reaches output or
+// stdout: a failure leaves neither half output nor output without its
+// lock.
+func writeRewritten(ctx context.Context, files []string, ro rewrite.Options, output string, stdout io.Writer, commit func() error) (res rewrite.Result, err error) {
+	if output != "" && output != scan.Stdin {
 		err = atomicfile.Write(output, 0o644, func(w io.Writer) error {
-			res, err = rewrite.Rewrite(ctx, files, ro, w)
-			return err
+			if res, err = rewrite.Rewrite(ctx, files, ro, w); err != nil {
+				return err
+			}
+			return commit()
 		})
 		return res, err
 	}
 	var buf bytes.Buffer
 	if res, err = rewrite.Rewrite(ctx, files, ro, &buf); err != nil {
+		return res, err
+	}
+	if err := commit(); err != nil {
 		return res, err
 	}
 	_, err = stdout.Write(buf.Bytes())

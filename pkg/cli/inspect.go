@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -13,15 +12,15 @@ import (
 )
 
 type inspectOptions struct {
-	root   *rootOptions
-	input  string
-	output string
+	root  *rootOptions
+	input string
+	out   outputFlag
 }
 
 func newInspectCmd(root *rootOptions) *cobra.Command {
 	o := &inspectOptions{root: root}
 	cmd := &cobra.Command{
-		Use:   "inspect -i BUNDLE.tar [-o text|json]",
+		Use:   "inspect -i BUNDLE.tar [-o text|json|yaml]",
 		Short: "Show what a bundle holds: images, platforms, sizes, shared bytes",
 		Long: `inspect lists a bundle's images with their digests, media types, platforms and
 sizes, and how many bytes storing shared blobs once saved. It reads the manifests
@@ -36,7 +35,7 @@ sizes, and how many bytes storing shared blobs once saved. It reads the manifest
 		},
 	}
 	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to inspect (required)")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
 	return cmd
 }
 
@@ -44,8 +43,9 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	if o.input == "" {
 		return usageErrorf(cmd, "no bundle: pass it with -i BUNDLE.tar")
 	}
-	if o.output != "text" && o.output != "json" {
-		return usageErrorf(cmd, "-o %q: want text or json", o.output)
+	format, err := o.out.parse(cmd, nil)
+	if err != nil {
+		return err
 	}
 	s, err := bundle.Inspect(o.input)
 	if err != nil {
@@ -54,10 +54,8 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	if s.TrailingBytes > 0 {
 		o.root.log(stderr).Warn(trailingWarning(o.input, s.TrailingBytes))
 	}
-	if o.output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+	if format != formatText {
+		return printResult(stdout, format, s)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "IMAGE\tDIGEST\tTYPE\tPLATFORMS\tSIZE")
@@ -79,7 +77,7 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "\n%d images, %s in total, %s stored (%s shared across images), bundle file %s\n",
-		len(s.Images), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), humanBytes(s.FileSize))
+	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), bundle file %s\n",
+		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), humanBytes(s.FileSize))
 	return err
 }

@@ -11,32 +11,35 @@ import (
 )
 
 type mirrorConfigOptions struct {
-	root     *rootOptions
-	lockFile string
-	format   string
-	output   string
+	root       *rootOptions
+	out        outputFlag
+	lockFile   string
+	format     string
+	outputDir  string
+	outputFile string
 }
 
 func newMirrorConfigCmd(root *rootOptions) *cobra.Command {
 	o := &mirrorConfigOptions{root: root}
 	cmd := &cobra.Command{
-		Use:   "mirror-config --lock FILE --format containerd|crio [-o PATH]",
+		Use:   "mirror-config --lock FILE (--format containerd --output-dir DIR | --format crio [--output-file FILE])",
 		Short: "Write registry mirror settings that send nodes' pulls to the relocated registry",
 		Long: `mirror-config reads a relocated lock (from unpkg or relocate) and tells container
 runtimes to pull every source registry's images from where ferry put them, falling
 back to the source registry. Manifests stay untouched.
 
 --format containerd writes DIR/<source registry>/hosts.toml (containerd's certs.d
-layout; containerd needs config_path set to DIR). --format crio prints
-containers-registries.conf v2 entries, or writes them to -o FILE.
+layout; containerd needs config_path set to DIR) into --output-dir DIR.
+--format crio prints containers-registries.conf v2 entries, or writes them to
+--output-file FILE. (-o PATH still names either, with a notice.)
 
 A mirror keeps the repository path, so images relocated with --layout flat cannot
 be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
 		Example: `  # containerd: one hosts.toml per source registry
-  ferry mirror-config --lock relocated.lock.yaml --format containerd -o /etc/containerd/certs.d
+  ferry mirror-config --lock relocated.lock.yaml --format containerd --output-dir /etc/containerd/certs.d
 
   # CRI-O: a drop-in registries.conf
-  ferry mirror-config --lock relocated.lock.yaml --format crio -o /etc/containers/registries.conf.d/50-ferry.conf`,
+  ferry mirror-config --lock relocated.lock.yaml --format crio --output-file /etc/containers/registries.conf.d/50-ferry.conf`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -45,19 +48,16 @@ be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
 	f := cmd.Flags()
 	f.StringVar(&o.lockFile, "lock", "", "relocated lock to read (required)")
 	f.StringVar(&o.format, "format", "containerd", "containerd (hosts.toml files) or crio (registries.conf)")
-	f.StringVarP(&o.output, "output", "o", "", "containerd: directory to write into (required); crio: file to write instead of stdout")
+	f.StringVar(&o.outputDir, "output-dir", "", "containerd: directory to write the hosts.toml files into (required)")
+	f.StringVar(&o.outputFile, "output-file", "", "crio: file to write instead of stdout")
+	addOutput(cmd, &o.out, nil, "--output-dir or --output-file")
+	completeWords(cmd, "format", "containerd", "crio")
 	return cmd
 }
 
 func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) error {
-	if o.lockFile == "" {
-		return usageErrorf(cmd, "--lock is required: the lock written by ferry unpkg or ferry relocate")
-	}
-	if o.format != "containerd" && o.format != "crio" {
-		return usageErrorf(cmd, "--format %q: want containerd or crio", o.format)
-	}
-	if o.format == "containerd" && o.output == "" {
-		return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass -o DIR, e.g. -o /etc/containerd/certs.d")
+	if err := o.check(cmd); err != nil {
+		return err
 	}
 	l, err := lock.Read(o.lockFile)
 	if err != nil {
@@ -67,20 +67,55 @@ func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.lockFile, err)
 	}
-	log := o.root.log(stderr)
 	if o.format == "containerd" {
-		written, err := mirrorconfig.WriteContainerd(o.output, regs)
+		written, err := mirrorconfig.WriteContainerd(o.outputDir, regs)
 		for _, p := range written {
-			log.Info("wrote", "file", p)
+			o.root.say(stderr, "wrote %s", p)
+		}
+		if err == nil {
+			o.out.notice(stderr)
 		}
 		return err
 	}
-	if o.output == "" || o.output == "-" {
+	if o.outputFile == "" || o.outputFile == "-" {
 		return mirrorconfig.RegistriesConf(stdout, regs)
 	}
-	if err := atomicfile.Write(o.output, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs) }); err != nil {
+	if err := atomicfile.Write(o.outputFile, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs) }); err != nil {
 		return err
 	}
-	log.Info("wrote", "file", o.output)
+	o.root.say(stderr, "wrote %s", o.outputFile)
+	o.out.notice(stderr)
 	return nil
+}
+
+// check refuses flag combinations, and takes a legacy -o PATH as the
+// directory (containerd) or file (crio) it named.
+func (o *mirrorConfigOptions) check(cmd *cobra.Command) error {
+	if o.lockFile == "" {
+		return usageErrorf(cmd, "--lock is required: the lock written by ferry unpkg or ferry relocate")
+	}
+	switch o.format {
+	case "containerd":
+		if o.outputFile != "" {
+			return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass --output-dir DIR, not --output-file")
+		}
+		o.out.file = "--output-dir"
+		if _, err := o.out.parse(cmd, &o.outputDir); err != nil {
+			return err
+		}
+		if o.outputDir == "" {
+			return usageErrorf(cmd, "--format containerd writes a directory of hosts.toml files: pass --output-dir DIR, e.g. --output-dir /etc/containerd/certs.d")
+		}
+		return nil
+	case "crio":
+		if o.outputDir != "" {
+			return usageErrorf(cmd, "--format crio writes one file: pass --output-file FILE, not --output-dir")
+		}
+		o.out.file = "--output-file"
+		if _, err := o.out.parse(cmd, &o.outputFile); err != nil {
+			return err
+		}
+		return checkWritable("--output-file", o.outputFile)
+	}
+	return usageErrorf(cmd, "--format %q: want containerd or crio", o.format)
 }

@@ -11,8 +11,8 @@ func TestMirrorConfigCLI(t *testing.T) {
 	lockPath := filepath.Join("..", "mirrorconfig", "testdata", "relocated.lock.yaml")
 	t.Run("containerd", func(t *testing.T) {
 		dir := t.TempDir()
-		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "containerd", "-o", dir)
-		if code != 0 || stdout != "" {
+		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "containerd", "--output-dir", dir)
+		if code != 0 || stdout != "" || strings.Contains(stderr, "deprecated") {
 			t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
 		}
 		b, err := os.ReadFile(filepath.Join(dir, "docker.io", "hosts.toml"))
@@ -34,12 +34,25 @@ func TestMirrorConfigCLI(t *testing.T) {
 	})
 	t.Run("crio to a file", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "50-ferry.conf")
-		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "crio", "-o", out)
+		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "crio", "--output-file", out)
 		if code != 0 || stdout != "" {
 			t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
 		}
 		if b, err := os.ReadFile(out); err != nil || !strings.Contains(string(b), `prefix = "gcr.io"`) {
 			t.Errorf("%s: %v\n%s", out, err, b)
+		}
+	})
+	// Before the convention -o named the directory, or crio's file.
+	t.Run("legacy -o", func(t *testing.T) {
+		dir := t.TempDir()
+		_, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "containerd", "-o", dir)
+		if _, err := os.Stat(filepath.Join(dir, "docker.io", "hosts.toml")); code != 0 || err != nil || !strings.Contains(stderr, "warning: -o "+dir+" is deprecated: use --output-dir "+dir) {
+			t.Errorf("containerd -o DIR: exit %d, %v, stderr %q", code, err, stderr)
+		}
+		out := filepath.Join(dir, "50-ferry.conf")
+		_, stderr, code = runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "crio", "-o", out)
+		if _, err := os.Stat(out); code != 0 || err != nil || !strings.Contains(stderr, "use --output-file "+out) {
+			t.Errorf("crio -o FILE: exit %d, %v, stderr %q", code, err, stderr)
 		}
 	})
 }
@@ -54,7 +67,10 @@ func TestMirrorConfigCLIErrors(t *testing.T) {
 	}{
 		{"no lock", []string{"mirror-config", "--format", "crio"}, 2, "--lock is required"},
 		{"bad format", []string{"mirror-config", "--lock", flat, "--format", "docker"}, 2, "want containerd or crio"},
-		{"containerd without dir", []string{"mirror-config", "--lock", flat}, 2, "pass -o DIR"},
+		{"containerd without dir", []string{"mirror-config", "--lock", flat}, 2, "pass --output-dir DIR"},
+		{"containerd with a file", []string{"mirror-config", "--lock", flat, "--output-file", "x.conf"}, 2, "pass --output-dir DIR, not --output-file"},
+		{"crio with a dir", []string{"mirror-config", "--lock", flat, "--format", "crio", "--output-dir", "d"}, 2, "pass --output-file FILE, not --output-dir"},
+		{"crio legacy and new", []string{"mirror-config", "--lock", flat, "--format", "crio", "-o", "a.conf", "--output-file", "b.conf"}, 2, "give only --output-file"},
 		{"flat layout", []string{"mirror-config", "--lock", flat, "--format", "crio"}, 1, "--layout path"},
 		{"missing lock", []string{"mirror-config", "--lock", "/nonexistent.yaml", "--format", "crio"}, 1, "reading lock"},
 	}

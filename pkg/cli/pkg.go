@@ -2,42 +2,33 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
+	"io"
 
-	"github.com/ferry-dev/ferry/pkg/access"
-	"github.com/ferry-dev/ferry/pkg/bundle"
-	"github.com/ferry-dev/ferry/pkg/graph"
-	"github.com/ferry-dev/ferry/pkg/imageref"
-	"github.com/ferry-dev/ferry/pkg/lock"
-	"github.com/ferry-dev/ferry/pkg/source"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 )
 
 type pkgOptions struct {
 	root                    *rootOptions
 	in                      inputFlags
 	reg                     registryFlags
+	out                     outputFlag
 	lock                    string
-	output                  string
+	bundle                  string
 	includeNonDistributable bool
 }
 
 func newPkgCmd(root *rootOptions) *cobra.Command {
 	o := &pkgOptions{root: root}
 	cmd := &cobra.Command{
-		Use:   "pkg (-f PATH... | --lock FILE) -o BUNDLE.tar",
+		Use:   "pkg (-f PATH... | REF... | --images-file FILE | --lock FILE) --bundle BUNDLE.tar [-o text|json|yaml]",
 		Short: "Fetch every image into one bundle file to carry across an air gap",
-		Long: `pkg fetches every image of the manifests (or of a lock), every platform of every
-index, into one plain tar of an OCI image layout: manifests as the registries served
-them, each blob once however many images share it, every byte checked against its
-digest. The lock goes in as ferry.lock.yaml. The same images give the same bytes.
+		Long: `pkg fetches every image of the manifests, of the references given as arguments or
+with --images-file, or of a lock, every platform of every index, into one plain tar
+of an OCI image layout: manifests as the registries served them, each blob once
+however many images share it, every byte checked against its digest. The lock goes
+in as ferry.lock.yaml. The same images give the same bytes.
 
 The bundle is built in .BUNDLE.tar.partial beside the output and renamed when
 complete; .BUNDLE.tar.partial.journal lists the blobs already written. Interrupted?
@@ -46,35 +37,46 @@ start over. Run again with --lock over a finished bundle of that lock: nothing i
 fetched, and no registry is contacted. A second run on the same output while one is
 still writing it is refused (the partial file is locked).
 
-skopeo reads a bundle too: skopeo inspect --raw oci-archive:BUNDLE.tar:REF, where
-REF is the reference as written in the manifests (see docs/bundle.md).`,
+A summary goes to stderr; -o json or -o yaml prints the result (bundle, images,
+blobs, bytes) on stdout (see docs/output.md). skopeo reads a bundle too:
+skopeo inspect --raw oci-archive:BUNDLE.tar:REF, where REF is the reference as
+written in the manifests (see docs/bundle.md).`,
 		Example: `  # Bundle the images of a release
-  ferry pkg -f release.yaml -o bundle.tar
+  ferry pkg -f release.yaml --bundle bundle.tar
+
+  # Bundle images named on the command line, and print what was bundled as JSON
+  ferry pkg nginx:1.25 quay.io/org/app:v1 --bundle bundle.tar -o json
 
   # Bundle from a lock written by 'ferry resolve'
-  ferry pkg --lock images.lock.yaml -o bundle.tar
+  ferry pkg --lock images.lock.yaml --bundle bundle.tar
 
   # Also carry non-distributable (foreign) layers, where licences allow
-  ferry pkg --lock images.lock.yaml -o bundle.tar --include-non-distributable`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context(), cmd)
+  ferry pkg --lock images.lock.yaml --bundle bundle.tar --include-non-distributable`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.in.args(args)
+			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	o.in.add(cmd.Flags())
+	o.in.addImages(cmd.Flags())
 	o.reg.add(cmd.Flags())
 	cmd.Flags().StringVar(&o.lock, "lock", "", "bundle the images of this lock instead of scanning -f")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "bundle file to write (required)")
+	cmd.Flags().StringVar(&o.bundle, "bundle", "", "bundle file to write (required)")
+	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "--bundle")
 	cmd.Flags().BoolVar(&o.includeNonDistributable, "include-non-distributable", false, "also bundle non-distributable (foreign) layers; left out by default and recorded in the lock")
 	return cmd
 }
 
-func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
-	if o.output == "" {
-		return usageErrorf(cmd, "no output: pass the bundle file with -o BUNDLE.tar")
+func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr io.Writer) error {
+	format, err := o.out.parse(cmd, &o.bundle)
+	if err != nil {
+		return err
+	}
+	if o.bundle == "" {
+		return usageErrorf(cmd, "no output: pass the bundle file with --bundle BUNDLE.tar")
 	}
 	// Found now, not after every image has been fetched.
-	if err := checkOutputPath(o.output); err != nil {
+	if err := checkWritable("--bundle", o.bundle); err != nil {
 		return err
 	}
 	client, err := o.reg.client(cmd)
@@ -85,107 +87,28 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	// A finished bundle of this very lock is recognised without a registry.
-	if bundle.Current(ctx, o.output, lf, o.includeNonDistributable) {
-		o.root.log(cmd.ErrOrStderr()).Info("bundle already complete: nothing fetched", "file", o.output, "images", len(lf.Images))
-		return nil
-	}
-	entries, err := walkLock(ctx, client, lf, graph.Options{IncludeNonDistributable: o.includeNonDistributable})
+	res, err := workflow.Pkg(ctx, client, lf, o.bundle, workflow.PkgOptions{
+		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr)})
 	if err != nil {
 		return err
 	}
-	st, err := bundle.Write(ctx, o.output, entries, bundle.Options{Lock: lf, Jobs: o.reg.jobs, Progress: o.root.progress(cmd.ErrOrStderr())})
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("writing bundle %s: interrupted; what was fetched is kept in %s: run the same command again to resume", o.output, bundle.PartialPath(o.output))
-	}
-	if err != nil {
-		return fmt.Errorf("writing bundle %s: %w", o.output, err)
-	}
-	if st.Unchanged {
-		o.root.log(cmd.ErrOrStderr()).Info("bundle already complete: nothing fetched", "file", o.output, "images", st.Images)
+	o.root.say(stderr, "%s", pkgSentence(res))
+	o.out.notice(stderr)
+	if format == formatText {
 		return nil
 	}
-	o.root.log(cmd.ErrOrStderr()).Info("wrote bundle", "file", o.output, "images", st.Images, "blobs", st.Files,
-		"size", humanBytes(st.Size), "fetched", humanBytes(st.FetchedBytes), "resumed", humanBytes(st.ResumedBytes))
-	return nil
+	return printResult(stdout, format, res)
 }
 
-// walkLock fetches every manifest of every lock image, concurrently, and
-// records the non-distributable layers left out in lf.
-func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options) ([]bundle.Entry, error) {
-	entries := make([]bundle.Entry, len(lf.Images))
-	repos := map[string]*source.Repo{}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(client.Jobs())
-	for i, im := range lf.Images {
-		// Read from where the image is now: after a first hop that is the
-		// relocated copy, not the source beyond the firewall.
-		ref, err := imageref.Parse(im.Location())
-		if err != nil {
-			if ref, err = imageref.Parse(im.Image); err != nil {
-				return nil, fmt.Errorf("lock entry %q: %w", im.Image, err)
-			}
-		}
-		h, err := v1.NewHash(im.Digest)
-		if err != nil {
-			return nil, fmt.Errorf("lock entry %q has no valid digest (%q): run 'ferry resolve --lock-output' first", im.Image, im.Digest)
-		}
-		repo := repos[ref.Repo.Name()]
-		if repo == nil {
-			repo = source.New(client, ref.Repo)
-			repos[ref.Repo.Name()] = repo
-		}
-		desc := v1.Descriptor{Digest: h, Size: im.Size, MediaType: types.MediaType(im.MediaType)}
-		g.Go(func() error {
-			root, err := graph.Walk(gctx, repo, desc, wo)
-			if err != nil {
-				return fmt.Errorf("fetching manifests of %q (%s@%s): %w", im.Image, ref.Repo, im.Digest, err)
-			}
-			entries[i] = bundle.Entry{Name: im.Image, Root: root, Fetcher: repo}
-			return nil
-		})
+// pkgSentence is pkg's summary for people.
+func pkgSentence(r *workflow.PkgResult) string {
+	what := fmt.Sprintf("%s, %s, %s", plural(len(r.Images), "image"), plural(r.Blobs, "blob"), humanBytes(r.Bytes))
+	if r.Unchanged {
+		return fmt.Sprintf("%s is already complete: %s (nothing fetched)", r.Bundle, what)
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	s := fmt.Sprintf("wrote %s: %s (fetched %s", r.Bundle, what, humanBytes(r.BytesFetched))
+	if r.BlobsResumed > 0 {
+		s += fmt.Sprintf(", kept %s from the interrupted run", humanBytes(r.BytesResumed))
 	}
-	for i, e := range entries {
-		var left []string
-		for _, d := range e.Root.AllSkipped() {
-			left = append(left, d.Digest.String())
-		}
-		slices.Sort(left)
-		lf.Images[i].NonDistributable = left
-	}
-	return entries, nil
-}
-
-// humanBytes renders n in binary units.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// checkOutputPath refuses an output that is a directory or whose directory
-// does not exist.
-func checkOutputPath(path string) error {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("-o %s is a directory: give a file name such as %s", path, filepath.Join(path, "bundle.tar"))
-	}
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("-o %s: directory %s does not exist: create it first", path, dir)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("-o %s: %s is not a directory", path, dir)
-	}
-	return nil
+	return s + ")"
 }

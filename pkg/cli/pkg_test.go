@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
+	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 )
 
@@ -36,8 +37,8 @@ func TestPkgVerifyInspectCLI(t *testing.T) {
 		}
 	}
 
-	stdout, stderr, code = runCLI(t, "", "verify", "-i", tarball, "-q")
-	if code != 0 || !strings.Contains(stdout, "ok: 2 images") {
+	stdout, stderr, code = runCLI(t, "", "verify", "-i", tarball)
+	if code != 0 || stdout != "" || !strings.Contains(stderr, "ok: 2 images") {
 		t.Errorf("verify: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
@@ -80,6 +81,13 @@ func TestPkgVerifyInspectCLI(t *testing.T) {
 	if !strings.Contains(stderr, "damaged: "+digest) {
 		t.Errorf("verify stderr does not name %s:\n%s", digest, stderr)
 	}
+
+	// -o json prints the result all the same, and still exits 1.
+	stdout, _, code = runCLI(t, "", "verify", "-i", damaged, "-q", "-o", "json")
+	var vr workflow.VerifyResult
+	if err := json.Unmarshal([]byte(stdout), &vr); err != nil || code != 1 || vr.OK || len(vr.Problems) != 1 || vr.Problems[0].Digest != digest {
+		t.Errorf("verify -o json of a damaged bundle: exit %d, %v, result %+v; want exit 1 and the damaged blob %s", code, err, vr, digest)
+	}
 }
 
 func TestBundleCommandsUsage(t *testing.T) {
@@ -94,7 +102,7 @@ func TestBundleCommandsUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{"pkg without output", []string{"pkg", "--lock", "x.yaml"}, 2, "-o BUNDLE.tar"},
+		{"pkg without output", []string{"pkg", "--lock", "x.yaml"}, 2, "--bundle BUNDLE.tar"},
 		{"pkg without input", []string{"pkg", "-o", "b.tar"}, 2, "no input"},
 		{"pkg with both inputs", []string{"pkg", "-f", "a.yaml", "--lock", "x.yaml", "-o", "b.tar"}, 2, "not both"},
 		{"pkg bad concurrency", []string{"pkg", "--lock", "x.yaml", "-o", "b.tar", "--concurrency", "0"}, 2, "--concurrency"},
@@ -103,7 +111,7 @@ func TestBundleCommandsUsage(t *testing.T) {
 		{"verify missing file", []string{"verify", "-i", filepath.Join(dir, "none.tar")}, 1, "no such file"},
 		{"verify not a bundle", []string{"verify", "-i", junk}, 1, "invalid bundle"},
 		{"inspect without input", []string{"inspect"}, 2, "-i BUNDLE.tar"},
-		{"inspect bad format", []string{"inspect", "-i", junk, "-o", "yaml"}, 2, "want text or json"},
+		{"inspect bad format", []string{"inspect", "-i", junk, "-o", "xml"}, 2, "want text, json or yaml"},
 		{"inspect not a bundle", []string{"inspect", "-i", junk}, 1, "invalid bundle"},
 	}
 	for _, tt := range tests {

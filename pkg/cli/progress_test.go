@@ -100,3 +100,17 @@ func TestShortRef(t *testing.T) {
 		}
 	}
 }
+
+// The bar counts in the binary units every summary uses.
+func TestBarUsesBinaryUnits(t *testing.T) {
+	lines, _ := bar(t, 120, func(p progress.Reporter) {
+		p.Start(400<<20, 1)
+		p.Add(400 << 20)
+		p.ImageDone("nginx:1.25", "bundled")
+		p.Finish()
+	})
+	last := lines[len(lines)-2]
+	if !strings.Contains(last, "400 MiB") || strings.Contains(last, " MB") {
+		t.Errorf("last bar line %q, want sizes in MiB", last)
+	}
+}

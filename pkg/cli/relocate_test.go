@@ -139,8 +139,8 @@ func TestRelocateCLI(t *testing.T) {
 	if n := dst.uploadCount(); n != 8 {
 		t.Errorf("%d blob uploads, want 8", n)
 	}
-	if !strings.Contains(stderr, "blobs_uploaded=8") {
-		t.Errorf("stderr lacks the closing note with blobs_uploaded=8:\n%s", stderr)
+	if !strings.Contains(stderr, "pushed 2 images into "+dst.host+"/mirror: 8 blobs uploaded") {
+		t.Errorf("stderr lacks the closing note saying 8 blobs uploaded:\n%s", stderr)
 	}
 
 	t.Run("again from the lock uploads nothing and prints only the lock", func(t *testing.T) {
@@ -159,7 +159,7 @@ func TestRelocateCLI(t *testing.T) {
 		if len(again.Images) != 2 || again.Images[0].Relocated == "" {
 			t.Errorf("lock on stdout: %+v", again.Images)
 		}
-		if !strings.Contains(stderr, "blobs_uploaded=0") || !strings.Contains(stderr, "tags_present=2") {
+		if !strings.Contains(stderr, "0 blobs uploaded") || !strings.Contains(stderr, "0 manifests and 0 tags pushed, 4 already there") {
 			t.Errorf("closing note: %s", stderr)
 		}
 	})

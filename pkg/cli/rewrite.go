@@ -16,6 +16,7 @@ import (
 type rewriteOptions struct {
 	root    *rootOptions
 	in      inputFlags
+	out     outputFlag
 	lock    string
 	output  string
 	inPlace bool
@@ -25,17 +26,21 @@ type rewriteOptions struct {
 func newRewriteCmd(root *rootOptions) *cobra.Command {
 	o := &rewriteOptions{root: root}
 	cmd := &cobra.Command{
-		Use:   "rewrite -f PATH... --lock FILE [-o FILE | --in-place] [--strict]",
+		Use:   "rewrite -f PATH... --lock FILE [--output-file FILE | --in-place] [--strict]",
 		Short: "Point every image reference at its location in a lock",
 		Long: `rewrite replaces each image reference that scan finds by the lock's location for
 it (relocated, else resolved, always by digest), and changes nothing else: comments,
 key order, quoting, indentation, flow lists and JSON stay byte for byte as they were.
 Inside values such as --flag=REF or version=REF lines only the reference changes.
-The inputs are printed as one YAML stream, or written back with --in-place.
+The inputs are printed as one YAML stream, written to --output-file, or written
+back with --in-place.
 References missing from the lock are left as they are, with a warning; --strict
 makes that an error, before anything is written.`,
 		Example: `  # After unpkg: point a release at the air-gapped registry
   ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml
+
+  # The same, written to a file (atomically: all or nothing)
+  ferry rewrite -f release.yaml --lock relocated.lock.yaml --output-file release.relocated.yaml
 
   # Rewrite a directory of manifests where they are, failing on any unlocked image
   ferry rewrite -f deploy/ --lock images.lock.yaml --in-place --strict
@@ -49,7 +54,8 @@ makes that an error, before anything is written.`,
 	}
 	o.in.add(cmd.Flags())
 	cmd.Flags().StringVar(&o.lock, "lock", "", "lock file giving each reference's new location (ferry's, kbld's or imgpkg's)")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write the rewritten manifests to this file instead of stdout")
+	cmd.Flags().StringVar(&o.output, "output-file", "", "write the rewritten manifests to this file instead of stdout")
+	addOutput(cmd, &o.out, nil, "--output-file")
 	cmd.Flags().BoolVar(&o.inPlace, "in-place", false, "rewrite each input file where it is")
 	cmd.Flags().BoolVar(&o.strict, "strict", false, "fail when a reference has no lock entry")
 	return cmd
@@ -59,13 +65,19 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if err := o.in.check(cmd); err != nil {
 		return err
 	}
+	if _, err := o.out.parse(cmd, &o.output); err != nil {
+		return err
+	}
 	switch {
 	case o.lock == "":
 		return usageErrorf(cmd, "no lock: pass --lock FILE (from resolve, unpkg or relocate)")
 	case o.output != "" && o.inPlace:
-		return usageErrorf(cmd, "-o and --in-place do not go together: choose one")
+		return usageErrorf(cmd, "--output-file and --in-place do not go together: choose one")
 	case o.inPlace && slices.Contains(o.in.files, scan.Stdin):
-		return usageErrorf(cmd, "--in-place cannot rewrite stdin (-f -): use -o FILE or stdout")
+		return usageErrorf(cmd, "--in-place cannot rewrite stdin (-f -): use --output-file FILE or stdout")
+	}
+	if err := checkWritable("--output-file", o.output); err != nil {
+		return err
 	}
 	lf, err := lock.Read(o.lock)
 	if err != nil {
@@ -80,7 +92,7 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if o.inPlace {
 		res, err = rewrite.InPlace(ctx, o.in.files, ro)
 	} else {
-		res, err = writeRewritten(ctx, o.in.files, ro, o.output, stdout)
+		res, err = writeRewritten(ctx, o.in.files, ro, o.output, stdout, func() error { return nil })
 	}
 	var ue *rewrite.UnmappedError
 	if errors.As(err, &ue) {
@@ -97,6 +109,7 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 		}
 	}
 	o.root.log(stderr).Debug("rewrote", "references", res.Rewritten, "files changed", len(res.Changed))
+	o.out.notice(stderr)
 	return nil
 }
 

@@ -106,7 +106,7 @@ func TestRewriteCLIErrors(t *testing.T) {
 		stderr string // prefix
 	}{
 		{"no lock", "", []string{"rewrite", "-f", manifest}, 2, "error: no lock: pass --lock FILE"},
-		{"-o and --in-place", "", []string{"rewrite", "-f", manifest, "--lock", lockPath, "-o", "x.yaml", "--in-place"}, 2, "error: -o and --in-place do not go together"},
+		{"--output-file and --in-place", "", []string{"rewrite", "-f", manifest, "--lock", lockPath, "--output-file", "x.yaml", "--in-place"}, 2, "error: --output-file and --in-place do not go together"},
 		{"--in-place stdin", "", []string{"rewrite", "-f", "-", "--lock", lockPath, "--in-place"}, 2, "error: --in-place cannot rewrite stdin"},
 		{"unknown flag", "", []string{"rewrite", "--nope"}, 2, "error: unknown flag: --nope"},
 		{"missing lock", "", []string{"rewrite", "-f", manifest, "--lock", missing}, 1, "error: reading lock: "},

@@ -5,6 +5,7 @@ package cli
 import (
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -28,23 +29,33 @@ func NewRoot() (*cobra.Command, *rootOptions) {
 		Long: `ferry scans Kubernetes manifests for image references, resolves them to digests,
 bundles every image (every platform of every index) into one OCI-layout tarball,
 pushes it into a disconnected registry with manifests byte-identical, and rewrites
-the manifests to the new locations.`,
+the manifests to the new locations.
+
+One convention in every command: stdout carries data only, and -o text|json|yaml is
+its format (text by default; json and yaml print a result object for scripts).
+Files are named by their own flags: --bundle, --output-file, --output-dir,
+--lock-output. Summaries, progress, warnings and errors go to stderr. Exit codes:
+0 success, 1 failure, 2 wrong usage. See docs/output.md.`,
 		Example: `  # Connected on both sides: copy and print the rewritten release
   ferry relocate -f release.yaml --repository registry.internal/mirror > release.relocated.yaml
 
   # Across an air gap
-  ferry pkg -f release.yaml -o bundle.tar
+  ferry pkg -f release.yaml --bundle bundle.tar
   ferry unpkg -i bundle.tar --repository registry.internal/mirror --lock-output relocated.lock.yaml
   ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml`,
+		Version:       strings.TrimSuffix(versionLine(), "\n"),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
 			o.logger = newLogger(cmd.ErrOrStderr(), o.verbose, o.quiet)
 		},
 	}
+	// --version prints what `ferry version` prints.
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErrorf(c, "%v", err) })
 	cmd.PersistentFlags().BoolVarP(&o.verbose, "verbose", "v", false, "log debug detail to stderr")
 	cmd.PersistentFlags().BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
+	cmd.Flags().Bool("version", false, "print ferry's version (as 'ferry version')")
 	cmd.AddCommand(
 		newVersionCmd(),
 		newCompletionCmd(),

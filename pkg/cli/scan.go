@@ -13,9 +13,9 @@ import (
 )
 
 type scanOptions struct {
-	root   *rootOptions
-	in     inputFlags
-	output string
+	root *rootOptions
+	in   inputFlags
+	out  outputFlag
 }
 
 func newScanCmd(root *rootOptions) *cobra.Command {
@@ -43,7 +43,7 @@ Add search rules for other places with --config (see docs/config.md).`,
 		},
 	}
 	o.in.add(cmd.Flags())
-	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text, json or yaml")
+	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
 	return cmd
 }
 
@@ -51,8 +51,9 @@ func (o *scanOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stder
 	if err := o.in.check(cmd); err != nil {
 		return err
 	}
-	if o.output != "text" && o.output != "json" && o.output != "yaml" {
-		return usageErrorf(cmd, "-o %q: want text, json or yaml", o.output)
+	format, err := o.out.parse(cmd, nil)
+	if err != nil {
+		return err
 	}
 	so, err := o.in.scanOptions(cmd)
 	if err != nil {
@@ -67,7 +68,7 @@ func (o *scanOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stder
 			fmt.Fprintf(stderr, "warning: %s: %v\n", r.Location(), r.Err)
 		}
 	}
-	return writeRefs(stdout, o.output, refs)
+	return writeRefs(stdout, format, refs)
 }
 
 // refRow is a scan hit as printed: the reference plus why it is invalid.

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ferry-dev/ferry/pkg/bundle"
-	"github.com/ferry-dev/ferry/pkg/lock"
-	"github.com/ferry-dev/ferry/pkg/transfer"
+	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/spf13/cobra"
 )
 
@@ -15,13 +13,14 @@ type unpkgOptions struct {
 	root   *rootOptions
 	reg    registryFlags
 	target targetFlags
+	out    outputFlag
 	input  string
 }
 
 func newUnpkgCmd(root *rootOptions) *cobra.Command {
 	o := &unpkgOptions{root: root}
 	cmd := &cobra.Command{
-		Use:   "unpkg -i BUNDLE.tar --repository REG/PATH [--layout path|host|flat] [--lock-output FILE]",
+		Use:   "unpkg -i BUNDLE.tar --repository REG/PATH [--layout path|host|flat] [--lock-output FILE] [-o text|json|yaml]",
 		Short: "Push a bundle into a registry, digests unchanged, and write the relocated lock",
 		Long: `unpkg pushes every image of a bundle made by 'ferry pkg' into --repository: blobs
 streamed from the bundle and checked against their digests on the way, manifests
@@ -31,14 +30,19 @@ once and mounted into the other repositories that need it; what the registry
 already holds is not sent again, so a rerun finishes an interrupted push.
 
 The lock with each image's new location (by digest) is written with --lock-output,
-or printed; 'ferry rewrite --lock' applies it to the manifests. See docs/layouts.md
-for where images land.`,
+or printed; 'ferry rewrite --lock' applies it to the manifests. The --lock-output
+path is checked before anything is pushed. A summary goes to stderr; -o json or
+-o yaml prints the result on stdout instead of the lock (see docs/output.md). See
+docs/layouts.md for where images land.`,
 		Example: `  # Inside the air gap
   ferry unpkg -i bundle.tar --repository registry.internal/mirror --lock-output relocated.lock.yaml
   ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml
 
   # A registry without TLS, every image in one repository
-  ferry unpkg -i bundle.tar --repository 10.0.0.5:5000/all --layout flat --insecure-registry 10.0.0.5:5000 > relocated.lock.yaml`,
+  ferry unpkg -i bundle.tar --repository 10.0.0.5:5000/all --layout flat --insecure-registry 10.0.0.5:5000 > relocated.lock.yaml
+
+  # What was pushed, for a script
+  ferry unpkg -i bundle.tar --repository registry.internal/mirror --lock-output relocated.lock.yaml -o json | jq .blobsUploaded`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -46,7 +50,9 @@ for where images land.`,
 	}
 	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file made by 'ferry pkg' (required)")
 	o.target.add(cmd.Flags())
+	o.target.complete(cmd)
 	o.reg.add(cmd.Flags())
+	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
 	return cmd
 }
 
@@ -54,7 +60,11 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 	if o.input == "" {
 		return usageErrorf(cmd, "no bundle: pass -i BUNDLE.tar")
 	}
-	ro, format, err := o.target.options(cmd, o.reg.jobs)
+	format, err := o.out.parse(cmd, nil)
+	if err != nil {
+		return err
+	}
+	ro, lockFormat, err := o.target.options(cmd, o.reg.jobs)
 	if err != nil {
 		return err
 	}
@@ -62,60 +72,15 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 	if err != nil {
 		return err
 	}
-	r, err := bundle.Open(o.input)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	if n := r.TrailingBytes(); n > 0 {
-		o.root.log(stderr).Warn(trailingWarning(o.input, n))
-	}
-	entries, err := bundleEntries(ctx, r)
-	if err != nil {
-		return err
-	}
 	ro.Progress = o.root.progress(stderr)
-	out, res, err := transfer.Relocate(ctx, client, entries, ro)
+	out, res, err := workflow.Unpkg(ctx, client, o.input, ro)
 	if err != nil {
 		return explain(err)
 	}
-	logResult(o.root.log(stderr), "pushed", ro.Repository, res)
-	return writeLock(out, o.target.lockOutput, format, stdout, o.root.log(stderr))
-}
-
-// bundleEntries pairs each image of the bundle with its lock entry, which
-// says where it came from and so where it lands. A bundle from another
-// tool has no lock: its reference names stand in.
-func bundleEntries(ctx context.Context, r *bundle.Reader) ([]transfer.Entry, error) {
-	lf := r.Lock()
-	var entries []transfer.Entry
-	for _, ref := range r.Entries() {
-		if ref.Name == "" {
-			return nil, fmt.Errorf("bundle %s: image %s has no reference name (org.opencontainers.image.ref.name), so ferry cannot tell where it belongs", r.Path(), ref.Desc.Digest)
-		}
-		root, err := r.Walk(ctx, ref)
-		if err != nil {
-			return nil, fmt.Errorf("bundle %s: reading %q: %w", r.Path(), ref.Name, err)
-		}
-		im := lock.Image{Image: ref.Name}
-		if lf != nil {
-			if e, ok := lf.Lookup(ref.Name); ok {
-				im = e
-			}
-		}
-		im.Digest = ref.Desc.Digest.String()
-		if im.MediaType == "" {
-			im.MediaType = string(ref.Desc.MediaType)
-		}
-		if im.Size == 0 {
-			im.Size = ref.Desc.Size
-		}
-		entries = append(entries, transfer.Entry{Image: im, From: r, Root: root})
+	if res.TrailingBytes > 0 {
+		o.root.log(stderr).Warn(trailingWarning(o.input, res.TrailingBytes))
 	}
-	if len(entries) == 0 {
-		return nil, fmt.Errorf("bundle %s holds no images", r.Path())
-	}
-	return entries, nil
+	return o.target.finish(o.root, out, res, lockFormat, format, nil, stdout, stderr)
 }
 
 // trailingWarning says that a bundle is longer than its tar archive, and

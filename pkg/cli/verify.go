@@ -7,14 +7,14 @@ import (
 	"io"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
-	"github.com/ferry-dev/ferry/pkg/lock"
-	"github.com/ferry-dev/ferry/pkg/transfer"
+	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/spf13/cobra"
 )
 
 type verifyOptions struct {
 	root  *rootOptions
 	reg   registryFlags
+	out   outputFlag
 	input string
 	lock  string
 }
@@ -22,7 +22,7 @@ type verifyOptions struct {
 func newVerifyCmd(root *rootOptions) *cobra.Command {
 	o := &verifyOptions{root: root}
 	cmd := &cobra.Command{
-		Use:   "verify (-i BUNDLE.tar | --lock FILE)",
+		Use:   "verify (-i BUNDLE.tar | --lock FILE) [-o text|json|yaml]",
 		Short: "Check a bundle's every blob, or that a registry holds every image of a lock",
 		Long: `verify -i re-hashes every manifest and blob of a bundle and checks that each image
 finds every manifest, config and layer it refers to (non-distributable layers
@@ -30,12 +30,18 @@ recorded as left out excepted). Each damaged or missing blob is named on stderr
 with the images that need it, and verify exits 1.
 
 verify --lock asks the registry of each lock entry (its relocated location, else the
-resolved one) for the manifest, every child manifest and every blob.`,
+resolved one) for the manifest, every child manifest and every blob.
+
+What was checked is said on stderr; -o json or -o yaml prints the result on stdout,
+also when the check fails (exit 1): see docs/output.md.`,
 		Example: `  # Before carrying a bundle in, and again once it is inside
   ferry verify -i bundle.tar
 
   # After unpkg: is everything in the air-gapped registry?
-  ferry verify --lock relocated.lock.yaml`,
+  ferry verify --lock relocated.lock.yaml
+
+  # For a script: the result as JSON, ok or not
+  ferry verify -i bundle.tar -o json | jq .ok`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -44,6 +50,7 @@ resolved one) for the manifest, every child manifest and every blob.`,
 	o.reg.add(cmd.Flags())
 	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to check")
 	cmd.Flags().StringVar(&o.lock, "lock", "", "lock whose images the registry must hold")
+	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
 	return cmd
 }
 
@@ -54,29 +61,41 @@ func (o *verifyOptions) run(ctx context.Context, cmd *cobra.Command, stdout, std
 	case o.input == "" && o.lock == "":
 		return usageErrorf(cmd, "nothing to verify: pass a bundle with -i BUNDLE.tar or a lock with --lock FILE")
 	}
+	format, err := o.out.parse(cmd, nil)
+	if err != nil {
+		return err
+	}
 	if o.reg.jobs < 1 {
 		return usageErrorf(cmd, "--concurrency must be at least 1, got %d", o.reg.jobs)
 	}
+	var res *workflow.VerifyResult
 	if o.lock != "" {
-		client, err := o.reg.client(cmd)
-		if err != nil {
-			return err
+		client, cerr := o.reg.client(cmd)
+		if cerr != nil {
+			return cerr
 		}
-		lf, err := lock.Read(o.lock)
-		if err != nil {
-			return err
-		}
-		if err := transfer.Check(ctx, client, lf); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s: the registry holds all %d images\n", o.lock, len(lf.Images))
+		res, err = workflow.VerifyLock(ctx, client, o.lock)
+	} else {
+		res, err = workflow.VerifyBundle(ctx, o.input, bundle.VerifyOptions{Jobs: o.reg.jobs, Progress: o.root.progress(stderr)})
+	}
+	if res == nil {
 		return err
 	}
-	rep, err := bundle.Verify(ctx, o.input, bundle.VerifyOptions{Jobs: o.reg.jobs, Progress: o.root.progress(stderr)})
+	return o.report(res, err, format, stdout, stderr)
+}
+
+// report prints the result with -o json|yaml, also when the check failed
+// (it says what is wrong), and says on stderr what was found.
+func (o *verifyOptions) report(res *workflow.VerifyResult, err error, format string, stdout, stderr io.Writer) error {
+	if format != formatText {
+		if perr := printResult(stdout, format, res); perr != nil && err == nil {
+			return perr
+		}
+	}
 	var ve *bundle.VerifyError
 	if errors.As(err, &ve) {
 		n := len(ve.Problems)
-		if rep.TrailingBytes > 0 {
+		if res.TrailingBytes > 0 {
 			n-- // said on the error line
 		}
 		if n == 0 {
@@ -85,11 +104,15 @@ func (o *verifyOptions) run(ctx context.Context, cmd *cobra.Command, stdout, std
 		for _, p := range ve.Problems {
 			fmt.Fprintf(stderr, "damaged: %s\n", p)
 		}
-		return fmt.Errorf("%s: %d damaged or missing blob(s) (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", o.input, n)
+		return fmt.Errorf("%s: %s (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", o.input, plural(n, "damaged or missing blob"))
 	}
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%s: ok: %d images, %d blobs, %s verified\n", o.input, rep.Images, rep.Blobs, humanBytes(rep.Bytes))
-	return err
+	if o.lock != "" {
+		o.root.say(stderr, "%s: ok: the registry holds every manifest and blob of %s", o.lock, plural(res.Images, "image"))
+		return nil
+	}
+	o.root.say(stderr, "%s: ok: %s, %s, %s verified", o.input, plural(res.Images, "image"), plural(res.Blobs, "blob"), humanBytes(res.Bytes))
+	return nil
 }

@@ -39,44 +39,44 @@ const (
 
 // File is a lock: one entry per image reference as written in the manifests.
 type File struct {
-	APIVersion string  `yaml:"apiVersion"`
-	Kind       string  `yaml:"kind"`
-	Images     []Image `yaml:"images"`
+	APIVersion string  `json:"apiVersion" yaml:"apiVersion"`
+	Kind       string  `json:"kind" yaml:"kind"`
+	Images     []Image `json:"images" yaml:"images"`
 }
 
 // Image is one reference and what it resolved (and was relocated) to.
 type Image struct {
 	// Image is the reference exactly as written in the manifests.
-	Image string `yaml:"image"`
+	Image string `json:"image" yaml:"image"`
 	// Digest is the digest of the manifest or index the reference pointed at.
-	Digest    string `yaml:"digest,omitempty"`
-	MediaType string `yaml:"mediaType,omitempty"`
-	Size      int64  `yaml:"size,omitempty"`
+	Digest    string `json:"digest,omitempty" yaml:"digest,omitempty"`
+	MediaType string `json:"mediaType,omitempty" yaml:"mediaType,omitempty"`
+	Size      int64  `json:"size,omitempty" yaml:"size,omitempty"`
 	// Resolved is the source location pinned by digest.
-	Resolved string `yaml:"resolved,omitempty"`
+	Resolved string `json:"resolved,omitempty" yaml:"resolved,omitempty"`
 	// Relocated is the new location, by digest, after unpkg or relocate.
-	Relocated string `yaml:"relocated,omitempty"`
+	Relocated string `json:"relocated,omitempty" yaml:"relocated,omitempty"`
 	// Platforms lists the children of an index.
-	Platforms []Platform `yaml:"platforms,omitempty"`
+	Platforms []Platform `json:"platforms,omitempty" yaml:"platforms,omitempty"`
 	// NonDistributable lists foreign layers left out of a bundle.
-	NonDistributable []string `yaml:"nonDistributable,omitempty"`
+	NonDistributable []string `json:"nonDistributable,omitempty" yaml:"nonDistributable,omitempty"`
 	// Sources says where the reference was found.
-	Sources []Source `yaml:"sources,omitempty"`
+	Sources []Source `json:"sources,omitempty" yaml:"sources,omitempty"`
 }
 
 // Platform is one child manifest of an index.
 type Platform struct {
-	Platform  string `yaml:"platform,omitempty"`
-	Digest    string `yaml:"digest"`
-	MediaType string `yaml:"mediaType,omitempty"`
-	Size      int64  `yaml:"size,omitempty"`
+	Platform  string `json:"platform,omitempty" yaml:"platform,omitempty"`
+	Digest    string `json:"digest" yaml:"digest"`
+	MediaType string `json:"mediaType,omitempty" yaml:"mediaType,omitempty"`
+	Size      int64  `json:"size,omitempty" yaml:"size,omitempty"`
 }
 
 // Source is a place a reference was found.
 type Source struct {
-	File string `yaml:"file"`
-	Line int    `yaml:"line,omitempty"`
-	Path string `yaml:"path,omitempty"`
+	File string `json:"file" yaml:"file"`
+	Line int    `json:"line,omitempty" yaml:"line,omitempty"`
+	Path string `json:"path,omitempty" yaml:"path,omitempty"`
 }
 
 // New returns an empty ferry lock.

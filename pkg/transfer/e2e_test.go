@@ -171,7 +171,8 @@ func TestRelocateEndToEnd(t *testing.T) {
 	fixtures, lockPath := transferSet(t, src, dir)
 	wantBlobs, wantBytes, pairs := uniqueBlobs(t, src, fixtures)
 	out := filepath.Join(dir, "relocated.lock.yaml")
-	args := []string{"relocate", "--lock", lockPath, "--repository", proxy.Host + "/mirror", "--lock-output", out,
+	// -v: the closing counts are a structured debug line.
+	args := []string{"-v", "relocate", "--lock", lockPath, "--repository", proxy.Host + "/mirror", "--lock-output", out,
 		"--insecure-registry", src.Host, "--insecure-registry", proxy.Host}
 
 	r := mustFerry(t, dir, args...)
@@ -288,7 +289,7 @@ func TestUnpkgEndToEnd(t *testing.T) {
 	mustFerry(t, dir, "pkg", "--lock", lockPath, "-o", tarball, "--insecure-registry", src.Host)
 
 	out := filepath.Join(dir, "relocated.lock.yaml")
-	args := []string{"unpkg", "-i", tarball, "--repository", air.Host + "/air", "--lock-output", out, "--insecure-registry", air.Host}
+	args := []string{"-v", "unpkg", "-i", tarball, "--repository", air.Host + "/air", "--lock-output", out, "--insecure-registry", air.Host}
 	r := mustFerry(t, dir, args...)
 	got := note(t, r.Stderr)
 	t.Logf("unpkg: %d unique blobs (%d bytes); uploaded %d (%d bytes), mounted %d (%d bytes)",

@@ -67,8 +67,8 @@ func TestProgressOnATerminal(t *testing.T) {
 		t.Fatalf("no bar drawn on a terminal:\n%q", out)
 	}
 	done := fmt.Sprintf("%d/%d images", len(ims), len(ims))
-	if !regexp.MustCompile(regexp.QuoteMeta(done) + `[^\r\n]*100%[^\r\n]*\r?\n` + `time=\S+ level=INFO msg="wrote bundle"`).MatchString(out) {
-		t.Errorf("want the last bar (%s, 100%%) ended by a newline before the log line; the terminal got:\n%q", done, out[max(len(out)-600, 0):])
+	if !regexp.MustCompile(regexp.QuoteMeta(done) + `[^\r\n]*100%[^\r\n]*\r?\n` + `wrote bundle\.tar: `).MatchString(out) {
+		t.Errorf("want the last bar (%s, 100%%) ended by a newline before the summary; the terminal got:\n%q", done, out[max(len(out)-600, 0):])
 	}
 
 	// A blob corrupted on the way fails the run partway.
