@@ -58,6 +58,7 @@ the manifests to the new locations.`,
 		newRewriteCmd(o),
 		newUnpkgCmd(o),
 		newRelocateCmd(o),
+		newServeCmd(o),
 	)
 	return cmd, o
 }

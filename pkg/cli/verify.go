@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/progress"
 	"github.com/ferry-dev/ferry/pkg/transfer"
 	"github.com/spf13/cobra"
 )
@@ -72,17 +73,25 @@ func (o *verifyOptions) run(ctx context.Context, cmd *cobra.Command, stdout, std
 		_, err = fmt.Fprintf(stdout, "%s: the registry holds all %d images\n", o.lock, len(lf.Images))
 		return err
 	}
-	rep, err := bundle.Verify(ctx, o.input, bundle.VerifyOptions{Jobs: o.reg.jobs, Progress: o.root.progress(stderr)})
-	var ve *bundle.VerifyError
-	if errors.As(err, &ve) {
-		for _, p := range ve.Problems {
-			fmt.Fprintf(stderr, "damaged: %s\n", p)
-		}
-		return fmt.Errorf("%s: %d damaged or missing blob(s) (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", o.input, len(ve.Problems))
-	}
+	rep, err := checkBundle(ctx, o.input, o.reg.jobs, o.root.progress(stderr), stderr)
 	if err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "%s: ok: %d images, %d blobs, %s verified\n", o.input, rep.Images, rep.Blobs, humanBytes(rep.Bytes))
 	return err
+}
+
+// checkBundle re-hashes every blob of the bundle at path; a damaged one
+// has each problem listed on stderr and one error saying what to do. serve
+// refuses a bundle with the same words.
+func checkBundle(ctx context.Context, path string, jobs int, prog progress.Reporter, stderr io.Writer) (bundle.Report, error) {
+	rep, err := bundle.Verify(ctx, path, bundle.VerifyOptions{Jobs: jobs, Progress: prog})
+	var ve *bundle.VerifyError
+	if errors.As(err, &ve) {
+		for _, p := range ve.Problems {
+			fmt.Fprintf(stderr, "damaged: %s\n", p)
+		}
+		return rep, fmt.Errorf("%s: %d damaged or missing blob(s) (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", path, len(ve.Problems))
+	}
+	return rep, err
 }
