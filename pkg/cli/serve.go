@@ -92,8 +92,12 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command, stderr io.Wr
 			return usageErrorf(cmd, "--repository: %v", err)
 		}
 	}
-	if _, _, err := net.SplitHostPort(o.addr); err != nil {
+	host, _, err := net.SplitHostPort(o.addr)
+	if err != nil {
 		return usageErrorf(cmd, "--addr %q: want HOST:PORT, e.g. 127.0.0.1:5000", o.addr)
+	}
+	if ip := net.ParseIP(host); (host == "" || ip != nil && ip.IsUnspecified()) && o.lockOutput != "" && o.repository == "" {
+		return usageErrorf(cmd, "--addr %s listens on every address, so the lock cannot say which one nodes use: pass --repository HOST:PORT", o.addr)
 	}
 	log := o.root.log(stderr)
 	if _, err := checkBundle(ctx, o.input, 4, o.root.progress(stderr), stderr); err != nil {
@@ -120,10 +124,6 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command, stderr io.Wr
 		registry = base.Registry.Name()
 	}
 	if o.lockOutput != "" {
-		if ip, ok := ln.Addr().(*net.TCPAddr); ok && ip.IP.IsUnspecified() && o.repository == "" {
-			ln.Close()
-			return usageErrorf(cmd, "--addr %s listens on every address, so the lock cannot say which one nodes use: pass --repository HOST:PORT", o.addr)
-		}
 		if err := writeLock(x.Lock(registry), o.lockOutput, format, io.Discard, log); err != nil {
 			ln.Close()
 			return err

@@ -2,12 +2,15 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/pkg/destination"
+	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -406,5 +410,63 @@ func TestShutdown(t *testing.T) {
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()
 		t.Error("still accepting after shutdown")
+	}
+}
+
+// TestTLS serves over TLS with the given certificate: a client trusting
+// its CA pulls, a plain-HTTP request gets no answer from the API.
+func TestTLS(t *testing.T) {
+	f := writeFixture(t)
+	x, err := newIndex(t, f.path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, cert, key := testutil.WriteTLS(t, t.TempDir())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, x.Handler(nil), ServerOptions{TLSCertFile: cert, TLSKeyFile: key}) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	resp, err := c.Get("https://" + ln.Addr().String() + "/v2/app/web/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != string(f.web.data) {
+		t.Errorf("over TLS: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	plain := &http.Client{Timeout: 10 * time.Second}
+	if resp, err := plain.Get("http://" + ln.Addr().String() + "/v2/"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("plain HTTP answered 200 on a TLS server")
+		}
+	}
+}
+
+func TestServeRefusesHalfTLS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := Serve(context.Background(), ln, http.NotFoundHandler(), ServerOptions{TLSCertFile: "cert.pem"}); err == nil {
+		t.Error("a certificate without a key was accepted")
 	}
 }

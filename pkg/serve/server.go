@@ -42,6 +42,7 @@ const (
 // closes ln.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, o ServerOptions) error {
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		ln.Close()
 		return errors.New("serving TLS needs both a certificate and a key file")
 	}
 	log := o.Log
