@@ -44,11 +44,12 @@ a damaged bundle is refused. It listens on loopback unless --addr says otherwise
 and stops on SIGTERM or Ctrl-C once requests in flight finish. See docs/serve.md.`,
 		Example: `  # Pull straight from the bundle on this machine
   ferry serve -i bundle.tar --lock-output served.lock.yaml
-  skopeo copy --src-tls-verify=false docker://127.0.0.1:5000/library/nginx:1.25 oci:nginx
+  skopeo inspect --tls-verify=false docker://127.0.0.1:5000/library/nginx:1.25
 
   # For the nodes of a cluster with no registry yet: listen on every address
-  # (the user's explicit choice), name the address nodes use in the lock
-  ferry serve -i bundle.tar --addr 0.0.0.0:5000 --repository 10.0.0.5:5000 --lock-output served.lock.yaml
+  # (the user's explicit choice), over TLS, and name the address nodes use
+  ferry serve -i bundle.tar --addr 0.0.0.0:5000 --repository 10.0.0.5:5000 \
+    --tls-cert serve.pem --tls-key serve-key.pem --lock-output served.lock.yaml
   ferry mirror-config --lock served.lock.yaml --format containerd -o /etc/containerd/certs.d`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
