@@ -20,7 +20,7 @@ import (
 
 // TestServe bundles the standard set, serves the bundle with the built
 // binary and holds it to what a registry does: the OCI conformance suite's
-// pull tests pass, skopeo and crane copy every image out of it into a real
+// pull tests pass, skopeo, crane and oras copy every image out of it into a real
 // registry with every manifest digest unchanged, the served lock names it
 // and mirror-config reads that lock, and SIGTERM stops it cleanly.
 func TestServe(t *testing.T) {
@@ -121,6 +121,27 @@ func TestServe(t *testing.T) {
 			}
 		}
 		judge(t, target.Host, "crane", ims)
+	})
+
+	t.Run("oras copy", func(t *testing.T) {
+		oras := testutil.Oras(t)
+		target := testutil.StartRegistry(t)
+		g, ctx := errgroup.WithContext(t.Context())
+		g.SetLimit(4)
+		for _, im := range ims {
+			src, dst := host+"/"+im.repo+":"+im.tag, target.Host+"/oras/"+im.repo+":"+im.tag
+			g.Go(func() error {
+				out, err := exec.CommandContext(ctx, oras, "cp", "--from-plain-http", "--to-plain-http", src, dst).CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("oras cp %s %s: %v: %s", src, dst, err, out)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		judge(t, target.Host, "oras", ims)
 	})
 
 	t.Run("served lock and mirror-config", func(t *testing.T) {

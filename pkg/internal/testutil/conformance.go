@@ -125,3 +125,42 @@ func RunConformance(t testing.TB, bin string, env []string) ConformanceResult {
 	}
 	return res
 }
+
+// OrasVersion pins the oras CLI the serve tests copy with.
+const OrasVersion = "v1.3.6"
+
+// Oras returns the oras binary, installed with `go install` from the module
+// proxy the first time and cached beside the conformance suite.
+func Oras(t testing.TB) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "ferry-test-tools", "oras-"+OrasVersion)
+	bin := filepath.Join(dir, "oras")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	// Installed aside and renamed: two test processes may build at once.
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "oras-partial-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "install", "oras.land/oras/cmd/oras@"+OrasVersion)
+	cmd.Dir = tmp
+	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go install oras.land/oras/cmd/oras@%s: %v\n%s", OrasVersion, err, out)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "oras"), bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
