@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -172,6 +174,41 @@ func TestServe(t *testing.T) {
 		}
 		if !strings.Contains(string(toml), `[host."https://`+host+`"]`) {
 			t.Errorf("hosts.toml for %s does not send pulls to %s:\n%s", reg.Host, host, toml)
+		}
+	})
+
+	t.Run("tls", func(t *testing.T) {
+		ca, cert, key := testutil.WriteTLS(t, t.TempDir())
+		tlsHost := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+		r := start(t, dir, "serve", "-i", "bundle.tar", "--addr", tlsHost, "--tls-cert", cert, "--tls-key", key)
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		client := &http.Client{Transport: tr, Timeout: time.Second}
+		if !r.waitFor(time.Minute, func() bool {
+			resp, err := client.Get("https://" + tlsHost + "/v2/")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}) {
+			t.Fatalf("no HTTPS answer on %s; stderr:\n%s", tlsHost, r.stderr())
+		}
+		for _, im := range ims {
+			for _, d := range im.f.Manifests() {
+				raw, err := crane.Manifest(tlsHost+"/"+im.repo+"@"+d, crane.WithTransport(tr), crane.WithContext(t.Context()))
+				if err != nil {
+					t.Fatalf("over TLS: %v", err)
+				}
+				if got := sha(raw); got != d {
+					t.Errorf("%s/%s@%s over TLS hashes to %s", tlsHost, im.repo, d, got)
+				}
+			}
 		}
 	})
 
