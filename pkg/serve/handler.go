@@ -125,36 +125,42 @@ func (h *handler) route(w http.ResponseWriter, r *http.Request) {
 		h.catalog(w, r)
 		return
 	}
-	// The name may hold slashes: the operation is found from the end.
-	for _, op := range []string{"/manifests/", "/blobs/", "/referrers/"} {
-		i := strings.LastIndex(rest, op)
-		if i < 0 {
-			continue
+	// The name may hold slashes, even "manifests" or "blobs" as a
+	// component; a tag or digest never does. So the last component is the
+	// argument and the one before it the operation.
+	head, arg, _ := cutLast(rest)
+	name, op, _ := cutLast(head)
+	if op == "tags" && arg == "list" {
+		if rp, ok := h.repo(w, name); ok {
+			h.tags(w, r, name, rp)
 		}
-		name, arg := rest[:i], rest[i+len(op):]
+		return
+	}
+	if op == "manifests" || op == "blobs" || op == "referrers" {
 		rp, ok := h.repo(w, name)
 		if !ok {
 			return
 		}
 		switch op {
-		case "/manifests/":
+		case "manifests":
 			h.manifest(w, r, name, rp, arg)
-		case "/blobs/":
+		case "blobs":
 			h.blob(w, r, rp, arg)
 		default:
 			h.referrers(w, r, rp, arg)
 		}
 		return
 	}
-	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
-		rp, ok := h.repo(w, name)
-		if !ok {
-			return
-		}
-		h.tags(w, r, name, rp)
-		return
-	}
 	writeError(w, http.StatusNotFound, codeUnsupported, "no such endpoint: "+path)
+}
+
+// cutLast splits s at its last slash.
+func cutLast(s string) (before, after string, found bool) {
+	i := strings.LastIndex(s, "/")
+	if i < 0 {
+		return "", s, false
+	}
+	return s[:i], s[i+1:], true
 }
 
 // readOnly answers every method but GET and HEAD with 405 and false.

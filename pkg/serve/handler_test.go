@@ -157,6 +157,11 @@ func TestRefused(t *testing.T) {
 		{name: "delete manifest", method: "DELETE", path: "/v2/app/web/manifests/" + f.web.digest, status: 405, code: codeUnsupported},
 		{name: "delete blob", method: "DELETE", path: "/v2/app/web/blobs/" + f.layer.digest, status: 405, code: codeUnsupported},
 		{name: "not the api", method: "GET", path: "/etc/passwd", status: 404},
+		{name: "operation inside the name", method: "GET", path: "/v2/app/manifests/web/blobs/" + f.layer.digest, status: 404, code: codeNameUnknown},
+		{name: "blobs repository tags", method: "GET", path: "/v2/app/blobs/tags/list", status: 404, code: codeNameUnknown},
+		{name: "slash in the digest", method: "GET", path: "/v2/app/web/blobs/sha256:/" + zeros, status: 404, code: codeUnsupported},
+		{name: "no name", method: "GET", path: "/v2/manifests/v1", status: 400, code: codeNameInvalid},
+		{name: "upload path", method: "GET", path: "/v2/app/web/blobs/uploads/x", status: 404, code: codeUnsupported},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
