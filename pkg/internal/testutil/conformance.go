@@ -142,6 +142,9 @@ func Oras(t testing.TB) string {
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// Installed aside and renamed: two test processes may build at once.
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "oras-partial-")
 	if err != nil {
