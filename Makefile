@@ -26,6 +26,10 @@ test: ## unit and end-to-end tests with the race detector (needs docker-registry
 test-unit: ## unit tests only (-short skips the end-to-end tests)
 	$(GO) test -race -short -count=1 ./...
 
+.PHONY: conformance
+conformance: ## the OCI distribution-spec conformance suite against ferry serve (needs docker-registry and skopeo)
+	$(GO) test -count=1 -run 'TestServe/conformance' -v ./pkg/internal/e2e/
+
 .PHONY: fuzz
 fuzz: ## a short run of every fuzz target (FUZZTIME=10s each; longer runs: docs/reliability.md)
 	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg | xargs -n1 dirname | sort -u); do \

@@ -69,6 +69,7 @@ Files are named by their own flags: --bundle, --output-file, --output-dir,
 		newRewriteCmd(o),
 		newUnpkgCmd(o),
 		newRelocateCmd(o),
+		newServeCmd(o),
 	)
 	return cmd, o
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
+	"github.com/ferry-dev/ferry/pkg/progress"
 	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/spf13/cobra"
 )
@@ -92,21 +93,7 @@ func (o *verifyOptions) report(res *workflow.VerifyResult, err error, format str
 			return perr
 		}
 	}
-	var ve *bundle.VerifyError
-	if errors.As(err, &ve) {
-		n := len(ve.Problems)
-		if res.TrailingBytes > 0 {
-			n-- // said on the error line
-		}
-		if n == 0 {
-			return fmt.Errorf("%s: %s", o.input, ve.Problems[0].Reason)
-		}
-		for _, p := range ve.Problems {
-			fmt.Fprintf(stderr, "damaged: %s\n", p)
-		}
-		return fmt.Errorf("%s: %s (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", o.input, plural(n, "damaged or missing blob"))
-	}
-	if err != nil {
+	if err := damaged(o.input, err, res.TrailingBytes, stderr); err != nil {
 		return err
 	}
 	if o.lock != "" {
@@ -115,4 +102,33 @@ func (o *verifyOptions) report(res *workflow.VerifyResult, err error, format str
 	}
 	o.root.say(stderr, "%s: ok: %s, %s, %s verified", o.input, plural(res.Images, "image"), plural(res.Blobs, "blob"), humanBytes(res.Bytes))
 	return nil
+}
+
+// checkBundle re-hashes every blob of the bundle at path; a damaged one
+// has each problem listed on stderr and one error saying what to do. serve
+// refuses a bundle with the same words.
+func checkBundle(ctx context.Context, path string, jobs int, prog progress.Reporter, stderr io.Writer) (bundle.Report, error) {
+	rep, err := bundle.Verify(ctx, path, bundle.VerifyOptions{Jobs: jobs, Progress: prog})
+	return rep, damaged(path, err, rep.TrailingBytes, stderr)
+}
+
+// damaged lists a bundle's problems on stderr and says what to do in one
+// error; trailing bytes alone are said on that line. Other errors pass
+// through.
+func damaged(path string, err error, trailing int64, stderr io.Writer) error {
+	var ve *bundle.VerifyError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	n := len(ve.Problems)
+	if trailing > 0 {
+		n-- // said on the error line
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %s", path, ve.Problems[0].Reason)
+	}
+	for _, p := range ve.Problems {
+		fmt.Fprintf(stderr, "damaged: %s\n", p)
+	}
+	return fmt.Errorf("%s: %s (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", path, plural(n, "damaged or missing blob"))
 }
