@@ -19,13 +19,27 @@ import (
 // objects at about 3 MiB.
 const MaxBodyBytes = 3 << 20
 
-// Policy is what /validate refuses.
+// Policy says what /mutate rewrites and what /validate refuses.
 type Policy struct {
+	// MutateWorkloads rewrites the pod templates of workloads too, on CREATE
+	// and UPDATE. Off, /mutate rewrites Pods only and workloads stay as
+	// written, so that GitOps tools comparing them with Git see no drift.
+	MutateWorkloads bool
 	// DenyLatest refuses images tagged "latest" or untagged, unless pinned by digest.
 	DenyLatest bool
 	// RequireLocked refuses images in no lock and matching no prefix rule.
 	RequireLocked bool
 }
+
+// OptOutKey is the label (or annotation) that keeps /mutate away from an
+// object, or, as a label, from a whole namespace: ferry.dev/mutate: "false".
+const OptOutKey = "ferry.dev/mutate"
+
+// optOutValue is the value of OptOutKey that opts out.
+const optOutValue = "false"
+
+// podKind is the only kind /mutate rewrites unless Policy.MutateWorkloads.
+var podKind = metav1.GroupKind{Group: "", Kind: "Pod"}
 
 // podSpecPaths is where each kind keeps its pod spec.
 var podSpecPaths = map[metav1.GroupKind][]string{
@@ -248,9 +262,53 @@ func requestImages(req *admissionv1.AdmissionRequest) ([]containerImage, error) 
 	return eph, nil
 }
 
+// leaveAlone says why /mutate must not rewrite the object of req, or "" when
+// it may. The generated webhook configuration filters most of these out
+// already; the handler decides the same for configurations written by hand.
+func (p Policy) leaveAlone(req *admissionv1.AdmissionRequest) string {
+	gk := metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	if _, ok := podSpecPaths[gk]; !ok {
+		return ""
+	}
+	switch {
+	case gk == podKind && req.SubResource == "ephemeralcontainers":
+	case gk == podKind && req.SubResource == "" && req.Operation == admissionv1.Create:
+	case gk == podKind:
+		// Changing the image of a running pod restarts it, and an operator
+		// that set it would see its own value changed.
+		return "pods are rewritten when created and through the ephemeralcontainers subresource only"
+	case !p.MutateWorkloads:
+		return "workloads are left as written: their pods are rewritten when created (--mutate-workloads rewrites templates)"
+	}
+	if optedOut(req.Object.Raw) {
+		return fmt.Sprintf("the object is labelled or annotated %s: %q", OptOutKey, optOutValue)
+	}
+	return ""
+}
+
+// optedOut reports whether obj carries the opt-out label or annotation. The
+// namespace's label is honoured by the namespaceSelector alone: an
+// AdmissionRequest does not carry the namespace's labels.
+func optedOut(obj []byte) bool {
+	var o struct {
+		Metadata struct {
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(obj, &o) != nil {
+		return false
+	}
+	return o.Metadata.Labels[OptOutKey] == optOutValue || o.Metadata.Annotations[OptOutKey] == optOutValue
+}
+
 // mutate always allows, with a JSON Patch when an image changes.
 func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{Allowed: true}
+	if why := h.policy.leaveAlone(req); why != "" {
+		log.Info("mutate: left as written", "why", why)
+		return resp
+	}
 	images, err := requestImages(req)
 	if err != nil {
 		// Allowed all the same: the API server will judge the object itself.
@@ -262,6 +320,13 @@ func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *a
 	var ops []patchOp
 	var changes []change
 	for _, c := range images {
+		// An image already where the lock or a rule sends images is left
+		// alone, so that a second call (reinvocation, or a pod created from a
+		// rewritten template) gives no patch, even for a rule whose
+		// destination lies under its own source.
+		if m.relocated(c.Image) {
+			continue
+		}
 		res := m.Map(c.Image)
 		if !res.Changed(c.Image) {
 			continue

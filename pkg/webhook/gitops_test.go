@@ -1,0 +1,204 @@
+package webhook
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// request is one AdmissionRequest as the API server would send it.
+type request struct {
+	group, kind string
+	op          admissionv1.Operation
+	subResource string
+	object      string
+}
+
+func (r request) review(t *testing.T) []byte {
+	t.Helper()
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(reviewFor(r.group, r.kind, r.object), &review); err != nil {
+		t.Fatal(err)
+	}
+	review.Request.Operation = r.op
+	review.Request.SubResource = r.subResource
+	b, err := json.Marshal(review)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// mutated posts r to /mutate and returns the object with the patch applied,
+// or nil when the answer has no patch.
+func mutated(t *testing.T, h *Handler, r request) []byte {
+	t.Helper()
+	_, out := post(t, h, "/mutate", r.review(t))
+	if out == nil || out.Response == nil || !out.Response.Allowed {
+		t.Fatalf("want allowed, got %+v", out)
+	}
+	if out.Response.Patch == nil {
+		if out.Response.PatchType != nil {
+			t.Errorf("patchType %v without a patch", *out.Response.PatchType)
+		}
+		return nil
+	}
+	p, err := jsonpatch.DecodePatch(out.Response.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply([]byte(r.object))
+	if err != nil {
+		t.Fatalf("applying %s: %v", out.Response.Patch, err)
+	}
+	return patched
+}
+
+// withMeta puts metadata into the object of the given kind built by objectFor.
+func withMeta(kind, metadata string) string {
+	obj := objectFor(kind)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(obj), &m); err != nil {
+		panic(err)
+	}
+	m["metadata"] = json.RawMessage(metadata)
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func TestWebhookMutateModes(t *testing.T) {
+	m, err := NewMapping(testLock(), []Rule{{From: "docker.io/library", To: "registry.internal/hub"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]string{
+		"init":   "registry.internal/hub/busybox:1.36",
+		"web":    "registry.internal/mirror/library/nginx@" + digestA,
+		"side":   "ghcr.io/org/side:1",
+		"direct": "quay.io/x/y:2",
+		"debug":  "registry.internal/hub/alpine:3",
+	}
+	ephemeralOnly := map[string]string{
+		"init": "busybox:1.36", "web": "nginx:1.25", "side": "ghcr.io/org/side:1",
+		"direct": "direct.to/quay.io/x/y:2", "debug": "registry.internal/hub/alpine:3",
+	}
+	owned := `{"name":"web-7d4b9-x2k","namespace":"default","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d4b9","uid":"u1","controller":true}]}`
+	podsOnly := Policy{}
+	workloads := Policy{MutateWorkloads: true}
+	tests := []struct {
+		name   string
+		policy Policy
+		req    request
+		want   map[string]string // nil: no patch
+	}{
+		{"pods only: Deployment created as written", podsOnly, request{"apps", "Deployment", admissionv1.Create, "", objectFor("Deployment")}, nil},
+		{"pods only: Deployment updated as written", podsOnly, request{"apps", "Deployment", admissionv1.Update, "", objectFor("Deployment")}, nil},
+		{"pods only: CronJob as written", podsOnly, request{"batch", "CronJob", admissionv1.Create, "", objectFor("CronJob")}, nil},
+		{"pods only: Pod of a ReplicaSet rewritten", podsOnly, request{"", "Pod", admissionv1.Create, "", withMeta("Pod", owned)}, all},
+		{"pods only: ephemeralcontainers rewritten", podsOnly, request{"", "Pod", admissionv1.Update, "ephemeralcontainers", objectFor("Pod")}, ephemeralOnly},
+		{"pod update left alone", podsOnly, request{"", "Pod", admissionv1.Update, "", objectFor("Pod")}, nil},
+		{"pod status update left alone", podsOnly, request{"", "Pod", admissionv1.Update, "status", objectFor("Pod")}, nil},
+		{"opt-out label on a pod", podsOnly, request{"", "Pod", admissionv1.Create, "", withMeta("Pod", `{"name":"p","labels":{"ferry.dev/mutate":"false"}}`)}, nil},
+		{"opt-out annotation on a pod", podsOnly, request{"", "Pod", admissionv1.Create, "", withMeta("Pod", `{"name":"p","annotations":{"ferry.dev/mutate":"false"}}`)}, nil},
+		{"opt-out label on an ephemeral update", podsOnly, request{"", "Pod", admissionv1.Update, "ephemeralcontainers", withMeta("Pod", `{"name":"p","labels":{"ferry.dev/mutate":"false"}}`)}, nil},
+		{"label true is no opt-out", podsOnly, request{"", "Pod", admissionv1.Create, "", withMeta("Pod", `{"name":"p","labels":{"ferry.dev/mutate":"true"}}`)}, all},
+		{"workloads: Deployment created rewritten", workloads, request{"apps", "Deployment", admissionv1.Create, "", objectFor("Deployment")}, all},
+		{"workloads: Deployment updated rewritten", workloads, request{"apps", "Deployment", admissionv1.Update, "", objectFor("Deployment")}, all},
+		{"workloads: CronJob rewritten", workloads, request{"batch", "CronJob", admissionv1.Update, "", objectFor("CronJob")}, all},
+		{"workloads: Pod still rewritten", workloads, request{"", "Pod", admissionv1.Create, "", objectFor("Pod")}, all},
+		{"workloads: opt-out label on a Deployment", workloads, request{"apps", "Deployment", admissionv1.Create, "", withMeta("Deployment", `{"name":"w","labels":{"ferry.dev/mutate":"false"}}`)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHandler(m, tt.policy, nil)
+			patched := mutated(t, h, tt.req)
+			if tt.want == nil {
+				if patched != nil {
+					t.Fatalf("want no patch, got %s", patched)
+				}
+				return
+			}
+			if patched == nil {
+				t.Fatal("want a patch, got none")
+			}
+			got := imagesAt(t, metav1.GroupKind{Group: tt.req.group, Kind: tt.req.kind}, patched)
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("images (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// TestWebhookMutateIdempotent: an image already relocated gets no patch, and
+// the object as patched, sent again (reinvocation, or a pod created from a
+// rewritten template), gets none either.
+func TestWebhookMutateIdempotent(t *testing.T) {
+	pod := func(images ...string) string {
+		var cs []string
+		for i, im := range images {
+			cs = append(cs, `{"name":"c`+string(rune('0'+i))+`","image":"`+im+`"}`)
+		}
+		return `{"metadata":{"name":"p"},"spec":{"containers":[` + strings.Join(cs, ",") + `]}}`
+	}
+	tests := []struct {
+		name   string
+		rules  []Rule
+		object string
+		// patched says whether the first call patches.
+		patched bool
+	}{
+		{"lock location", nil, pod("registry.internal/mirror/library/nginx@" + digestA), false},
+		{"under a rule's destination", []Rule{{From: "docker.io", To: "registry.internal/hub"}}, pod("registry.internal/hub/library/redis:7"), false},
+		{"mapped once", []Rule{{From: "docker.io", To: "registry.internal/hub"}}, pod("nginx:1.25", "redis:7", "ghcr.io/a/b:1"), true},
+		// Without the check for relocated images this rule would prepend
+		// "mirror/" at every call.
+		{"destination under its own source", []Rule{{From: "registry.internal", To: "registry.internal/mirror"}}, pod("registry.internal/app:1"), true},
+		{"whole pod spec", []Rule{{From: "docker.io/library", To: "registry.internal/hub"}}, objectFor("Pod"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := NewMapping(testLock(), tt.rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := NewHandler(m, Policy{}, nil)
+			first := mutated(t, h, request{"", "Pod", admissionv1.Create, "", tt.object})
+			if (first != nil) != tt.patched {
+				t.Fatalf("first call patched = %v, want %v (%s)", first != nil, tt.patched, first)
+			}
+			if first == nil {
+				return
+			}
+			if again := mutated(t, h, request{"", "Pod", admissionv1.Create, "", string(first)}); again != nil {
+				t.Errorf("second call patched again:\nfirst  %s\nsecond %s", first, again)
+			}
+		})
+	}
+}
+
+// TestWebhookValidateJudgesWorkloadsInPodsOnlyMode: refusing causes no drift,
+// so /validate judges workloads whatever /mutate does with them.
+func TestWebhookValidateJudgesWorkloadsInPodsOnlyMode(t *testing.T) {
+	m, _ := NewMapping(nil, nil)
+	h := NewHandler(m, Policy{DenyLatest: true}, nil)
+	obj := withMeta("Deployment", `{"name":"w","labels":{"ferry.dev/mutate":"false"}}`)
+	obj = strings.Replace(obj, "nginx:1.25", "nginx:latest", 1)
+	_, out := post(t, h, "/validate", request{"apps", "Deployment", admissionv1.Create, "", obj}.review(t))
+	if out == nil || out.Response == nil {
+		t.Fatal("no response")
+	}
+	if out.Response.Allowed {
+		t.Fatal("a Deployment with nginx:latest was allowed")
+	}
+	if msg := out.Response.Result.Message; !strings.Contains(msg, `container "web"`) {
+		t.Errorf("message %q does not name the container", msg)
+	}
+}
