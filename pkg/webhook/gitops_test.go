@@ -2,12 +2,14 @@ package webhook
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -200,5 +202,86 @@ func TestWebhookValidateJudgesWorkloadsInPodsOnlyMode(t *testing.T) {
 	}
 	if msg := out.Response.Result.Message; !strings.Contains(msg, `container "web"`) {
 		t.Errorf("message %q does not name the container", msg)
+	}
+}
+
+// TestWebhookManifestsPerMode: the rules sent to /mutate, the opt-out
+// selectors and the Deployment's flags agree with the mode.
+func TestWebhookManifestsPerMode(t *testing.T) {
+	type sent struct{ Resource, Ops string }
+	flatten := func(rules []admissionregistrationv1.RuleWithOperations) []sent {
+		var out []sent
+		for _, r := range rules {
+			var ops []string
+			for _, op := range r.Operations {
+				ops = append(ops, string(op))
+			}
+			for _, res := range r.Resources {
+				out = append(out, sent{strings.Join(r.APIGroups, ",") + "/" + res, strings.Join(ops, ",")})
+			}
+		}
+		return out
+	}
+	pods := []sent{{"/pods", "CREATE"}, {"/pods/ephemeralcontainers", "UPDATE"}}
+	all := append(append([]sent{}, pods...),
+		sent{"/replicationcontrollers", "CREATE,UPDATE"},
+		sent{"apps/deployments", "CREATE,UPDATE"}, sent{"apps/statefulsets", "CREATE,UPDATE"},
+		sent{"apps/daemonsets", "CREATE,UPDATE"}, sent{"apps/replicasets", "CREATE,UPDATE"},
+		sent{"batch/jobs", "CREATE"}, sent{"batch/cronjobs", "CREATE,UPDATE"})
+	optOut := metav1.LabelSelectorRequirement{Key: "ferry.dev/mutate", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}}
+	notOwn := metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"ferry-system", "kube-system"}}
+	tests := []struct {
+		name      string
+		workloads bool
+		mutate    []sent
+		flag      bool
+	}{
+		{"pods only", false, pods, false},
+		{"mutate workloads", true, all, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := Manifests(ManifestOptions{
+				Namespace: "ferry-system", Name: "ferry-webhook", Image: "r.io/ferry:1", TLS: fakeTLS,
+				ExcludeNamespaces: []string{"kube-system"},
+				Policy:            Policy{MutateWorkloads: tt.workloads, DenyLatest: true},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := decodeManifests(t, out)
+			mw := d.mutating.Webhooks[0]
+			if diff := cmp.Diff(tt.mutate, flatten(mw.Rules)); diff != "" {
+				t.Errorf("mutating rules (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]metav1.LabelSelectorRequirement{notOwn, optOut}, mw.NamespaceSelector.MatchExpressions); diff != "" {
+				t.Errorf("mutating namespaceSelector (-want +got):\n%s", diff)
+			}
+			if mw.ObjectSelector == nil || len(mw.ObjectSelector.MatchLabels) != 0 {
+				t.Fatalf("mutating objectSelector = %+v", mw.ObjectSelector)
+			}
+			if diff := cmp.Diff([]metav1.LabelSelectorRequirement{optOut}, mw.ObjectSelector.MatchExpressions); diff != "" {
+				t.Errorf("mutating objectSelector (-want +got):\n%s", diff)
+			}
+			if mw.ReinvocationPolicy == nil || *mw.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy {
+				t.Errorf("reinvocationPolicy = %v, want IfNeeded", mw.ReinvocationPolicy)
+			}
+			// Refusing causes no drift: the validating webhook judges pods and
+			// workloads in every mode, opted out or not.
+			vw := d.validating.Webhooks[0]
+			if diff := cmp.Diff(all, flatten(vw.Rules)); diff != "" {
+				t.Errorf("validating rules (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]metav1.LabelSelectorRequirement{notOwn}, vw.NamespaceSelector.MatchExpressions); diff != "" {
+				t.Errorf("validating namespaceSelector (-want +got):\n%s", diff)
+			}
+			if vw.ObjectSelector != nil && len(vw.ObjectSelector.MatchExpressions) > 0 {
+				t.Errorf("validating objectSelector = %+v, want none", vw.ObjectSelector)
+			}
+			args := d.deployment.Spec.Template.Spec.Containers[0].Args
+			if got := slices.Contains(args, "--mutate-workloads"); got != tt.flag {
+				t.Errorf("--mutate-workloads in the Deployment's args = %v, want %v: %q", got, tt.flag, args)
+			}
+		})
 	}
 }
