@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"sync/atomic"
 
@@ -124,6 +125,90 @@ type patchOp struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
 	Value string `json:"value"`
+}
+
+// metaOp is an RFC 6902 operation on metadata, whose value may be an object.
+type metaOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// DirectAnnotation lists, comma-separated on the metadata beside a pod spec,
+// the images /mutate unwrapped from DirectPrefix. A second call
+// (reinvocation, or a pod created from a rewritten template) sees them
+// without the prefix and must still leave them alone.
+const DirectAnnotation = "ferry.dev/direct"
+
+// podMeta is the metadata beside the pod spec of an object.
+type podMeta struct {
+	// Pointer is its JSON pointer; Exists says whether the object has it.
+	Pointer string
+	Exists  bool
+	// Annotations is nil when the metadata has none.
+	Annotations map[string]string
+}
+
+// podMetadata reads the metadata beside the pod spec of obj: the object's
+// own for a Pod, the template's for a workload.
+func podMetadata(gk metav1.GroupKind, obj []byte) (podMeta, error) {
+	path, ok := podSpecPaths[gk]
+	if !ok || len(obj) == 0 {
+		return podMeta{}, fmt.Errorf("%s has no pod spec", gk.Kind)
+	}
+	path = append(append([]string{}, path[:len(path)-1]...), "metadata")
+	pm := podMeta{Pointer: "/" + strings.Join(path, "/")}
+	raw := json.RawMessage(obj)
+	for _, key := range path {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return podMeta{}, fmt.Errorf("reading %s: %w", gk.Kind, err)
+		}
+		if raw, ok = m[key]; !ok {
+			return pm, nil
+		}
+	}
+	var meta struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return podMeta{}, fmt.Errorf("reading %s metadata: %w", gk.Kind, err)
+	}
+	pm.Exists, pm.Annotations = true, meta.Annotations
+	return pm, nil
+}
+
+// direct lists the images DirectAnnotation names.
+func (pm podMeta) direct() map[string]bool {
+	out := map[string]bool{}
+	for _, im := range strings.Split(pm.Annotations[DirectAnnotation], ",") {
+		if im = strings.TrimSpace(im); im != "" {
+			out[im] = true
+		}
+	}
+	return out
+}
+
+// recordDirect is the operation adding images to DirectAnnotation.
+func (pm podMeta) recordDirect(images []string) metaOp {
+	set := pm.direct()
+	for _, im := range images {
+		set[im] = true
+	}
+	list := make([]string, 0, len(set))
+	for im := range set {
+		list = append(list, im)
+	}
+	sort.Strings(list)
+	value := strings.Join(list, ",")
+	switch {
+	case !pm.Exists:
+		return metaOp{Op: "add", Path: pm.Pointer, Value: map[string]any{"annotations": map[string]string{DirectAnnotation: value}}}
+	case pm.Annotations == nil:
+		return metaOp{Op: "add", Path: pm.Pointer + "/annotations", Value: map[string]string{DirectAnnotation: value}}
+	default:
+		return metaOp{Op: "add", Path: pm.Pointer + "/annotations/" + strings.ReplaceAll(DirectAnnotation, "/", "~1"), Value: value}
+	}
 }
 
 // change is one rewritten image, for logs.
@@ -317,14 +402,19 @@ func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *a
 		return resp
 	}
 	m := h.Mapping()
-	var ops []patchOp
+	gk := metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	meta, metaErr := podMetadata(gk, req.Object.Raw)
+	direct := meta.direct()
+	var ops []any
 	var changes []change
+	var unwrapped []string
 	for _, c := range images {
-		// An image already where the lock or a rule sends images is left
-		// alone, so that a second call (reinvocation, or a pod created from a
+		// An image already where the lock or a rule sends images, or one
+		// unwrapped from direct.to/ by an earlier call, is left alone, so
+		// that a second call (reinvocation, or a pod created from a
 		// rewritten template) gives no patch, even for a rule whose
 		// destination lies under its own source.
-		if m.relocated(c.Image) {
+		if m.relocated(c.Image) || direct[c.Image] {
 			continue
 		}
 		res := m.Map(c.Image)
@@ -333,6 +423,14 @@ func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *a
 		}
 		ops = append(ops, patchOp{Op: "replace", Path: c.Pointer, Value: res.Image})
 		changes = append(changes, change{Container: c.String(), From: c.Image, To: res.Image, How: res.How, Detail: res.Detail})
+		if res.How == ByDirect {
+			unwrapped = append(unwrapped, res.Image)
+		}
+	}
+	// The ephemeralcontainers subresource stores nothing but ephemeral
+	// containers, so the annotation is only written with the object itself.
+	if len(unwrapped) > 0 && req.SubResource == "" && metaErr == nil {
+		ops = append(ops, meta.recordDirect(unwrapped))
 	}
 	if len(ops) == 0 {
 		log.Info("mutate: no change", "images", len(images))

@@ -285,3 +285,78 @@ func TestWebhookManifestsPerMode(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookMutateDirectStaysDirect: an image unwrapped from direct.to/ is
+// recorded in DirectAnnotation, so that a second call, or a pod created from
+// a rewritten template, does not map it after all.
+func TestWebhookMutateDirectStaysDirect(t *testing.T) {
+	m, err := NewMapping(nil, []Rule{{From: "quay.io", To: "registry.internal/quay"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := `{"containers":[{"name":"a","image":"direct.to/quay.io/x/y:2"},{"name":"b","image":"quay.io/x/z:1"}]}`
+	tests := []struct {
+		name, metadata string
+		wantDirect     string
+	}{
+		{"no metadata", "", "quay.io/x/y:2"},
+		{"no annotations", `{"name":"p"}`, "quay.io/x/y:2"},
+		{"other annotations", `{"name":"p","annotations":{"team":"a"}}`, "quay.io/x/y:2"},
+		{"earlier direct images kept", `{"name":"p","annotations":{"ferry.dev/direct":"quay.io/a/b:1"}}`, "quay.io/a/b:1,quay.io/x/y:2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			obj := `{"spec":` + spec + `}`
+			if tt.metadata != "" {
+				obj = `{"metadata":` + tt.metadata + `,"spec":` + spec + `}`
+			}
+			h := NewHandler(m, Policy{}, nil)
+			first := mutated(t, h, request{"", "Pod", admissionv1.Create, "", obj})
+			if first == nil {
+				t.Fatal("no patch")
+			}
+			got := imagesAt(t, podKind, first)
+			if d := cmp.Diff(map[string]string{"a": "quay.io/x/y:2", "b": "registry.internal/quay/x/z:1"}, got); d != "" {
+				t.Errorf("images (-want +got):\n%s", d)
+			}
+			var pod struct {
+				Metadata struct {
+					Annotations map[string]string `json:"annotations"`
+				} `json:"metadata"`
+			}
+			if err := json.Unmarshal(first, &pod); err != nil {
+				t.Fatal(err)
+			}
+			if got := pod.Metadata.Annotations[DirectAnnotation]; got != tt.wantDirect {
+				t.Errorf("%s = %q, want %q", DirectAnnotation, got, tt.wantDirect)
+			}
+			if tt.name == "other annotations" && pod.Metadata.Annotations["team"] != "a" {
+				t.Errorf("other annotations lost: %v", pod.Metadata.Annotations)
+			}
+			if again := mutated(t, h, request{"", "Pod", admissionv1.Create, "", string(first)}); again != nil {
+				t.Errorf("second call patched again: %s", again)
+			}
+		})
+	}
+
+	t.Run("pod created from a rewritten template", func(t *testing.T) {
+		h := NewHandler(m, Policy{MutateWorkloads: true}, nil)
+		dep := `{"kind":"Deployment","metadata":{"name":"w"},"spec":{"template":{"metadata":{"labels":{"app":"x"}},"spec":` + spec + `}}}`
+		patched := mutated(t, h, request{"apps", "Deployment", admissionv1.Create, "", dep})
+		if patched == nil {
+			t.Fatal("no patch")
+		}
+		var d struct {
+			Spec struct {
+				Template json.RawMessage `json:"template"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(patched, &d); err != nil {
+			t.Fatal(err)
+		}
+		// The controller copies the template's metadata and spec into the pod.
+		if again := mutated(t, h, request{"", "Pod", admissionv1.Create, "", string(d.Spec.Template)}); again != nil {
+			t.Errorf("the pod of a rewritten template was patched: %s", again)
+		}
+	})
+}
