@@ -371,6 +371,16 @@ func (p Policy) leaveAlone(req *admissionv1.AdmissionRequest) string {
 	return ""
 }
 
+// podsMappedLater reports whether /mutate leaves the object of req as written
+// while the pods made from it are mapped when created: a workload in
+// pods-only mode. /validate then judges its images as those pods will pull
+// them, as it judges a pod after /mutate rewrote it.
+func (p Policy) podsMappedLater(req *admissionv1.AdmissionRequest) bool {
+	gk := metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	_, ok := podSpecPaths[gk]
+	return ok && gk != podKind && !p.MutateWorkloads && !optedOut(req.Object.Raw)
+}
+
 // optedOut reports whether obj carries the opt-out label or annotation. The
 // namespace's label is honoured by the namespaceSelector alone: an
 // AdmissionRequest does not carry the namespace's labels.
@@ -459,8 +469,13 @@ func (h *Handler) validate(req *admissionv1.AdmissionRequest, log *slog.Logger) 
 	}
 	m := h.Mapping()
 	var reasons []string
+	mappedLater := h.policy.podsMappedLater(req)
 	for _, c := range images {
-		if why := h.policy.refuse(m, c.Image); why != "" {
+		pulled := c.Image
+		if res := m.Map(c.Image); mappedLater && res.Changed(c.Image) {
+			pulled = res.Image
+		}
+		if why := h.policy.refuse(m, pulled); why != "" {
 			reasons = append(reasons, fmt.Sprintf("%s image %q %s", c, c.Image, why))
 		}
 	}

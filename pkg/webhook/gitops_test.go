@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -359,4 +360,49 @@ func TestWebhookMutateDirectStaysDirect(t *testing.T) {
 			t.Errorf("the pod of a rewritten template was patched: %s", again)
 		}
 	})
+}
+
+// TestWebhookValidateWorkloadAsItsPodsPull: in pods-only mode a workload is
+// stored as written but its pods are mapped, so /validate judges the images
+// those pods will pull; with --mutate-workloads, or opted out, it judges the
+// object as it reaches /validate.
+func TestWebhookValidateWorkloadAsItsPodsPull(t *testing.T) {
+	l := testLock()
+	l.Images = append(l.Images, lock.Image{Image: "busybox:latest", Digest: digestC,
+		Relocated: "registry.internal/mirror/library/busybox@" + digestC})
+	m, err := NewMapping(l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lock maps nginx:1.25 and busybox:latest; redis maps nowhere.
+	dep := func(metadata, image string) string {
+		return `{"kind":"Deployment","metadata":` + metadata + `,"spec":{"template":{"spec":{"containers":[{"name":"c","image":"` + image + `"}]}}}}`
+	}
+	tests := []struct {
+		name    string
+		policy  Policy
+		object  string
+		allowed bool
+	}{
+		{"pods only: locked image allowed", Policy{RequireLocked: true}, dep(`{"name":"w"}`, "nginx:1.25"), true},
+		{"pods only: unlocked image refused", Policy{RequireLocked: true}, dep(`{"name":"w"}`, "redis:7"), false},
+		{"pods only: latest mapped to a digest allowed", Policy{DenyLatest: true}, dep(`{"name":"w"}`, "busybox:latest"), true},
+		{"pods only: latest unmapped refused", Policy{DenyLatest: true}, dep(`{"name":"w"}`, "redis:latest"), false},
+		{"mutate workloads: judged as mutated", Policy{DenyLatest: true, MutateWorkloads: true}, dep(`{"name":"w"}`, "registry.internal/mirror/library/busybox@"+digestC), true},
+		{"opted out: latest judged as written", Policy{DenyLatest: true}, dep(`{"name":"w","labels":{"ferry.dev/mutate":"false"}}`, "busybox:latest"), false},
+		{"pods only: untagged refused", Policy{DenyLatest: true}, dep(`{"name":"w"}`, "redis"), false},
+		{"opted out: judged as written", Policy{DenyLatest: true}, dep(`{"name":"w","labels":{"ferry.dev/mutate":"false"}}`, "redis"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHandler(m, tt.policy, nil)
+			_, out := post(t, h, "/validate", request{"apps", "Deployment", admissionv1.Create, "", tt.object}.review(t))
+			if out == nil || out.Response == nil {
+				t.Fatal("no response")
+			}
+			if out.Response.Allowed != tt.allowed {
+				t.Errorf("allowed = %v, want %v (%+v)", out.Response.Allowed, tt.allowed, out.Response.Result)
+			}
+		})
+	}
 }
