@@ -380,6 +380,10 @@ func TestWebhookServeEndToEnd(t *testing.T) {
 
 	t.Run("mutate workloads", func(t *testing.T) {
 		w := startWebhook(t, "--lock", lockFile, "--map", "docker.io/bitnami=registry.internal/bitnami", "--mutate-workloads")
+		// The mode is logged at start, for whoever wonders why a Deployment changed.
+		if !strings.Contains(w.stderr.String(), `"mutateWorkloads":true`) || !strings.Contains(s.stderr.String(), `"mutateWorkloads":false`) {
+			t.Errorf("the start log lines do not say the mode:\n%s\n%s", w.stderr.String(), s.stderr.String())
+		}
 		for _, o := range e2eObjects() {
 			t.Run(o.gvk.Kind, func(t *testing.T) {
 				w.t = t
