@@ -353,24 +353,56 @@ func TestWebhookServeEndToEnd(t *testing.T) {
 	writeWebhookFile(t, lockFile, e2eLock("registry.internal/one"))
 	s := startWebhook(t, "--lock", lockFile, "--map", "docker.io/bitnami=registry.internal/bitnami", "--deny-latest")
 
-	t.Run("every kind", func(t *testing.T) {
-		want := map[string]string{
-			"init":  "registry.internal/one/tekton-releases/pipeline/controller@" + e2eDigestB,
-			"web":   "registry.internal/one/library/nginx@" + e2eDigestA,
-			"cache": "registry.internal/bitnami/redis:7.2",
-			"raw":   "nginx:1.25",
-			"other": "ghcr.io/org/app:1",
-			"debug": "registry.internal/bitnami/shell:12",
-		}
+	mapped := map[string]string{
+		"init":  "registry.internal/one/tekton-releases/pipeline/controller@" + e2eDigestB,
+		"web":   "registry.internal/one/library/nginx@" + e2eDigestA,
+		"cache": "registry.internal/bitnami/redis:7.2",
+		"raw":   "nginx:1.25",
+		"other": "ghcr.io/org/app:1",
+		"debug": "registry.internal/bitnami/shell:12",
+	}
+	asWritten := specImages(e2ePodSpec())
+	t.Run("pods only by default", func(t *testing.T) {
 		for _, o := range e2eObjects() {
 			t.Run(o.gvk.Kind, func(t *testing.T) {
 				s.t = t
+				want := asWritten
+				if o.gvk.Kind == "Pod" {
+					want = mapped
+				}
 				if d := cmp.Diff(want, s.mutate(o.gvk, o.obj, o.pod)); d != "" {
 					t.Errorf("images (-want +got):\n%s", d)
 				}
 			})
 		}
 		s.t = t
+	})
+
+	t.Run("mutate workloads", func(t *testing.T) {
+		w := startWebhook(t, "--lock", lockFile, "--map", "docker.io/bitnami=registry.internal/bitnami", "--mutate-workloads")
+		// The mode is logged at start, for whoever wonders why a Deployment changed.
+		if !strings.Contains(w.stderr.String(), `"mutateWorkloads":true`) || !strings.Contains(s.stderr.String(), `"mutateWorkloads":false`) {
+			t.Errorf("the start log lines do not say the mode:\n%s\n%s", w.stderr.String(), s.stderr.String())
+		}
+		for _, o := range e2eObjects() {
+			t.Run(o.gvk.Kind, func(t *testing.T) {
+				w.t = t
+				if d := cmp.Diff(mapped, w.mutate(o.gvk, o.obj, o.pod)); d != "" {
+					t.Errorf("images (-want +got):\n%s", d)
+				}
+			})
+		}
+		w.t = t
+	})
+
+	t.Run("opt-out label", func(t *testing.T) {
+		s.t = t
+		obj := corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: "x", Labels: map[string]string{"ferry.dev/mutate": "false"}}, Spec: e2ePodSpec()}
+		resp, _ := s.review("/mutate", metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, obj)
+		if !resp.Allowed || resp.Patch != nil {
+			t.Errorf("response = %+v, want allowed without a patch", resp)
+		}
 	})
 
 	t.Run("no change no patch", func(t *testing.T) {

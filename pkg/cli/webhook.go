@@ -18,8 +18,8 @@ func newWebhookCmd(root *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "webhook",
 		Short: "Rewrite images when pods are created: a Kubernetes admission webhook",
-		Long: `webhook applies a lock and prefix rules when pods and workloads are created, for
-the manifests nobody can rewrite beforehand (operators, vendor charts).
+		Long: `webhook applies a lock and prefix rules when pods are created, for the
+manifests nobody can rewrite beforehand (operators, vendor charts).
 
 'ferry webhook manifests' prints everything to run it in a cluster; the Deployment it
 prints runs 'ferry webhook serve'. See docs/webhook.md.`,
@@ -51,17 +51,18 @@ func (f *mapFlags) rules(cmd *cobra.Command) ([]webhook.Rule, error) {
 }
 
 type webhookServeOptions struct {
-	root          *rootOptions
-	addr          string
-	certFile      string
-	keyFile       string
-	lockFile      string
-	rulesFile     string
-	maps          mapFlags
-	denyLatest    bool
-	requireLocked bool
-	poll          time.Duration
-	logFormat     string
+	root            *rootOptions
+	addr            string
+	certFile        string
+	keyFile         string
+	lockFile        string
+	rulesFile       string
+	maps            mapFlags
+	mutateWorkloads bool
+	denyLatest      bool
+	requireLocked   bool
+	poll            time.Duration
+	logFormat       string
 }
 
 func newWebhookServeCmd(root *rootOptions) *cobra.Command {
@@ -72,12 +73,19 @@ func newWebhookServeCmd(root *rootOptions) *cobra.Command {
 		Long: `serve answers AdmissionReview v1 over HTTPS.
 
 /mutate returns a JSON Patch replacing every container, initContainer and
-ephemeralContainer image of a Pod, or of the pod template of a Deployment,
-StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job or CronJob, that is
-in the lock (as written, or in its normalised form: nginx:1.25 matches
-docker.io/library/nginx:1.25) or under a prefix rule (--map, --rules; the longest
-prefix wins, on path component boundaries). An image written direct.to/REF is
-never mapped: it becomes REF. /mutate always allows.
+ephemeralContainer image of a Pod, when it is created or given ephemeral
+containers, that is in the lock (as written, or in its normalised form:
+nginx:1.25 matches docker.io/library/nginx:1.25) or under a prefix rule (--map,
+--rules; the longest prefix wins, on path component boundaries). An image written
+direct.to/REF is never mapped: it becomes REF. An image already relocated is left
+alone, and so is an object labelled or annotated ferry.dev/mutate: "false".
+/mutate always allows.
+
+Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController,
+Job, CronJob) are left as written, so GitOps tools see no drift: their pods are
+rewritten when created. --mutate-workloads rewrites their pod templates too, on
+CREATE and UPDATE; Argo CD and Flux then see the stored images differ from Git
+(see docs/webhook.md, "GitOps and operators", for how to ignore it).
 
 /validate refuses, naming the container and the reason, images tagged latest or
 untagged (--deny-latest; a digest pins an image whatever its tag) and images in no
@@ -105,6 +113,7 @@ applies within seconds; a broken file is logged and the last good one stays.
 	f.StringVar(&o.lockFile, "lock", "", "lock whose entries are rewritten to their locations (reloaded when it changes)")
 	f.StringVar(&o.rulesFile, "rules", "", "YAML file of prefix rules, kind ImageRules (reloaded when it changes; see docs/webhook.md)")
 	o.maps.add(cmd)
+	f.BoolVar(&o.mutateWorkloads, "mutate-workloads", false, "also rewrite the pod templates of workloads on CREATE and UPDATE: GitOps tools then see the stored images differ from Git")
 	f.BoolVar(&o.denyLatest, "deny-latest", false, "/validate refuses images tagged latest or untagged, unless pinned by digest")
 	f.BoolVar(&o.requireLocked, "require-locked", false, "/validate refuses images in no lock and under no prefix rule")
 	f.DurationVar(&o.poll, "poll", time.Second, "how often the files are checked for changes")
@@ -141,22 +150,23 @@ func (o *webhookServeOptions) run(ctx context.Context, cmd *cobra.Command, stder
 	return webhook.Serve(ctx, webhook.Options{
 		Addr: o.addr, CertFile: o.certFile, KeyFile: o.keyFile,
 		LockFile: o.lockFile, RulesFile: o.rulesFile, Rules: rules,
-		Policy:       webhook.Policy{DenyLatest: o.denyLatest, RequireLocked: o.requireLocked},
+		Policy:       webhook.Policy{MutateWorkloads: o.mutateWorkloads, DenyLatest: o.denyLatest, RequireLocked: o.requireLocked},
 		PollInterval: o.poll, Logger: log,
 	})
 }
 
 type webhookManifestsOptions struct {
-	root          *rootOptions
-	namespace     string
-	name          string
-	image         string
-	lockFile      string
-	maps          mapFlags
-	denyLatest    bool
-	requireLocked bool
-	failurePolicy string
-	exclude       []string
+	root            *rootOptions
+	namespace       string
+	name            string
+	image           string
+	lockFile        string
+	maps            mapFlags
+	mutateWorkloads bool
+	denyLatest      bool
+	requireLocked   bool
+	failurePolicy   string
+	exclude         []string
 }
 
 func newWebhookManifestsCmd(root *rootOptions) *cobra.Command {
@@ -170,6 +180,12 @@ serving certificate, the Service, a Deployment of two replicas running
 'ferry webhook serve', a PodDisruptionBudget, and the MutatingWebhookConfiguration
 (plus a ValidatingWebhookConfiguration when --deny-latest or --require-locked is
 set) trusting that CA. The webhook's own namespace is never sent to it.
+
+/mutate is sent Pods when created and their ephemeral containers; with
+--mutate-workloads also the workloads, whose stored templates are then rewritten.
+Namespaces and objects labelled ferry.dev/mutate: "false" are not sent to /mutate
+(namespaceSelector, objectSelector). /validate judges pods and workloads in every
+mode, opted out or not: a refusal changes nothing stored.
 
 Every run generates a new CA: keep the output, or re-apply it whole to rotate.
 Edit the ConfigMap to change the lock or rules: the webhook reloads them.`,
@@ -191,6 +207,7 @@ Edit the ConfigMap to change the lock or rules: the webhook reloads them.`,
 	f.StringVar(&o.image, "image", "", "ferry image to run, as your nodes can pull it (required)")
 	f.StringVar(&o.lockFile, "lock", "", "lock to embed into the ConfigMap")
 	o.maps.add(cmd)
+	f.BoolVar(&o.mutateWorkloads, "mutate-workloads", false, "send workloads to /mutate and run serve --mutate-workloads: their stored templates are rewritten, which GitOps tools report as drift")
 	f.BoolVar(&o.denyLatest, "deny-latest", false, "refuse images tagged latest or untagged (adds the validating webhook)")
 	f.BoolVar(&o.requireLocked, "require-locked", false, "refuse images in no lock and under no rule (adds the validating webhook)")
 	f.StringVar(&o.failurePolicy, "failure-policy", "Ignore", "when the webhook cannot answer: Ignore (admit unchanged) or Fail (refuse)")
@@ -212,7 +229,7 @@ func (o *webhookManifestsOptions) run(cmd *cobra.Command, stdout io.Writer) erro
 	}
 	mo := webhook.ManifestOptions{
 		Namespace: o.namespace, Name: o.name, Image: o.image, Rules: rules,
-		Policy:        webhook.Policy{DenyLatest: o.denyLatest, RequireLocked: o.requireLocked},
+		Policy:        webhook.Policy{MutateWorkloads: o.mutateWorkloads, DenyLatest: o.denyLatest, RequireLocked: o.requireLocked},
 		FailurePolicy: fp, ExcludeNamespaces: o.exclude,
 	}
 	if o.lockFile != "" {

@@ -43,7 +43,7 @@ func TestWebhookManifestsCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	stdout, stderr, code := runWebhookCLI(t, "webhook", "manifests", "--image", "registry.internal/ferry/ferry:v1",
-		"--lock", lockPath, "--map", "gcr.io=registry.internal/gcr", "--require-locked", "--namespace", "imgs", "--failure-policy", "Fail")
+		"--lock", lockPath, "--map", "gcr.io=registry.internal/gcr", "--require-locked", "--mutate-workloads", "--namespace", "imgs", "--failure-policy", "Fail")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -73,8 +73,10 @@ func TestWebhookManifestsCLI(t *testing.T) {
 	if err := serve.ParseFlags(rest); err != nil {
 		t.Errorf("serve refuses the Deployment's args %v: %v", rest, err)
 	}
-	if !strings.Contains(strings.Join(rest, " "), "--require-locked") {
-		t.Errorf("args %v lack --require-locked", rest)
+	for _, want := range []string{"--require-locked", "--mutate-workloads"} {
+		if !strings.Contains(strings.Join(rest, " "), want) {
+			t.Errorf("args %v lack %s", rest, want)
+		}
 	}
 }
 

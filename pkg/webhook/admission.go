@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strings"
 	"sync/atomic"
 
@@ -19,13 +20,27 @@ import (
 // objects at about 3 MiB.
 const MaxBodyBytes = 3 << 20
 
-// Policy is what /validate refuses.
+// Policy says what /mutate rewrites and what /validate refuses.
 type Policy struct {
+	// MutateWorkloads rewrites the pod templates of workloads too, on CREATE
+	// and UPDATE. Off, /mutate rewrites Pods only and workloads stay as
+	// written, so that GitOps tools comparing them with Git see no drift.
+	MutateWorkloads bool
 	// DenyLatest refuses images tagged "latest" or untagged, unless pinned by digest.
 	DenyLatest bool
 	// RequireLocked refuses images in no lock and matching no prefix rule.
 	RequireLocked bool
 }
+
+// OptOutKey is the label (or annotation) that keeps /mutate away from an
+// object, or, as a label, from a whole namespace: ferry.dev/mutate: "false".
+const OptOutKey = "ferry.dev/mutate"
+
+// optOutValue is the value of OptOutKey that opts out.
+const optOutValue = "false"
+
+// podKind is the only kind /mutate rewrites unless Policy.MutateWorkloads.
+var podKind = metav1.GroupKind{Group: "", Kind: "Pod"}
 
 // podSpecPaths is where each kind keeps its pod spec.
 var podSpecPaths = map[metav1.GroupKind][]string{
@@ -110,6 +125,90 @@ type patchOp struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
 	Value string `json:"value"`
+}
+
+// metaOp is an RFC 6902 operation on metadata, whose value may be an object.
+type metaOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// DirectAnnotation lists, comma-separated on the metadata beside a pod spec,
+// the images /mutate unwrapped from DirectPrefix. A second call
+// (reinvocation, or a pod created from a rewritten template) sees them
+// without the prefix and must still leave them alone.
+const DirectAnnotation = "ferry.dev/direct"
+
+// podMeta is the metadata beside the pod spec of an object.
+type podMeta struct {
+	// Pointer is its JSON pointer; Exists says whether the object has it.
+	Pointer string
+	Exists  bool
+	// Annotations is nil when the metadata has none.
+	Annotations map[string]string
+}
+
+// podMetadata reads the metadata beside the pod spec of obj: the object's
+// own for a Pod, the template's for a workload.
+func podMetadata(gk metav1.GroupKind, obj []byte) (podMeta, error) {
+	path, ok := podSpecPaths[gk]
+	if !ok || len(obj) == 0 {
+		return podMeta{}, fmt.Errorf("%s has no pod spec", gk.Kind)
+	}
+	path = append(append([]string{}, path[:len(path)-1]...), "metadata")
+	pm := podMeta{Pointer: "/" + strings.Join(path, "/")}
+	raw := json.RawMessage(obj)
+	for _, key := range path {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return podMeta{}, fmt.Errorf("reading %s: %w", gk.Kind, err)
+		}
+		if raw, ok = m[key]; !ok {
+			return pm, nil
+		}
+	}
+	var meta struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &meta); err != nil {
+		return podMeta{}, fmt.Errorf("reading %s metadata: %w", gk.Kind, err)
+	}
+	pm.Exists, pm.Annotations = true, meta.Annotations
+	return pm, nil
+}
+
+// direct lists the images DirectAnnotation names.
+func (pm podMeta) direct() map[string]bool {
+	out := map[string]bool{}
+	for _, im := range strings.Split(pm.Annotations[DirectAnnotation], ",") {
+		if im = strings.TrimSpace(im); im != "" {
+			out[im] = true
+		}
+	}
+	return out
+}
+
+// recordDirect is the operation adding images to DirectAnnotation.
+func (pm podMeta) recordDirect(images []string) metaOp {
+	set := pm.direct()
+	for _, im := range images {
+		set[im] = true
+	}
+	list := make([]string, 0, len(set))
+	for im := range set {
+		list = append(list, im)
+	}
+	sort.Strings(list)
+	value := strings.Join(list, ",")
+	switch {
+	case !pm.Exists:
+		return metaOp{Op: "add", Path: pm.Pointer, Value: map[string]any{"annotations": map[string]string{DirectAnnotation: value}}}
+	case pm.Annotations == nil:
+		return metaOp{Op: "add", Path: pm.Pointer + "/annotations", Value: map[string]string{DirectAnnotation: value}}
+	default:
+		return metaOp{Op: "add", Path: pm.Pointer + "/annotations/" + strings.ReplaceAll(DirectAnnotation, "/", "~1"), Value: value}
+	}
 }
 
 // change is one rewritten image, for logs.
@@ -248,9 +347,63 @@ func requestImages(req *admissionv1.AdmissionRequest) ([]containerImage, error) 
 	return eph, nil
 }
 
+// leaveAlone says why /mutate must not rewrite the object of req, or "" when
+// it may. The generated webhook configuration filters most of these out
+// already; the handler decides the same for configurations written by hand.
+func (p Policy) leaveAlone(req *admissionv1.AdmissionRequest) string {
+	gk := metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	if _, ok := podSpecPaths[gk]; !ok {
+		return ""
+	}
+	switch {
+	case gk == podKind && req.SubResource == "ephemeralcontainers":
+	case gk == podKind && req.SubResource == "" && req.Operation == admissionv1.Create:
+	case gk == podKind:
+		// Changing the image of a running pod restarts it, and an operator
+		// that set it would see its own value changed.
+		return "pods are rewritten when created and through the ephemeralcontainers subresource only"
+	case !p.MutateWorkloads:
+		return "workloads are left as written: their pods are rewritten when created (--mutate-workloads rewrites templates)"
+	}
+	if optedOut(req.Object.Raw) {
+		return fmt.Sprintf("the object is labelled or annotated %s: %q", OptOutKey, optOutValue)
+	}
+	return ""
+}
+
+// podsMappedLater reports whether /mutate leaves the object of req as written
+// while the pods made from it are mapped when created: a workload in
+// pods-only mode. /validate then judges its images as those pods will pull
+// them, as it judges a pod after /mutate rewrote it.
+func (p Policy) podsMappedLater(req *admissionv1.AdmissionRequest) bool {
+	gk := metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	_, ok := podSpecPaths[gk]
+	return ok && gk != podKind && !p.MutateWorkloads && !optedOut(req.Object.Raw)
+}
+
+// optedOut reports whether obj carries the opt-out label or annotation. The
+// namespace's label is honoured by the namespaceSelector alone: an
+// AdmissionRequest does not carry the namespace's labels.
+func optedOut(obj []byte) bool {
+	var o struct {
+		Metadata struct {
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(obj, &o) != nil {
+		return false
+	}
+	return o.Metadata.Labels[OptOutKey] == optOutValue || o.Metadata.Annotations[OptOutKey] == optOutValue
+}
+
 // mutate always allows, with a JSON Patch when an image changes.
 func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *admissionv1.AdmissionResponse {
 	resp := &admissionv1.AdmissionResponse{Allowed: true}
+	if why := h.policy.leaveAlone(req); why != "" {
+		log.Info("mutate: left as written", "why", why)
+		return resp
+	}
 	images, err := requestImages(req)
 	if err != nil {
 		// Allowed all the same: the API server will judge the object itself.
@@ -259,15 +412,35 @@ func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *a
 		return resp
 	}
 	m := h.Mapping()
-	var ops []patchOp
+	gk := metav1.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	meta, metaErr := podMetadata(gk, req.Object.Raw)
+	direct := meta.direct()
+	var ops []any
 	var changes []change
+	var unwrapped []string
 	for _, c := range images {
+		// An image already where the lock or a rule sends images, or one
+		// unwrapped from direct.to/ by an earlier call, is left alone, so
+		// that a second call (reinvocation, or a pod created from a
+		// rewritten template) gives no patch, even for a rule whose
+		// destination lies under its own source.
+		if m.relocated(c.Image) || direct[c.Image] {
+			continue
+		}
 		res := m.Map(c.Image)
 		if !res.Changed(c.Image) {
 			continue
 		}
 		ops = append(ops, patchOp{Op: "replace", Path: c.Pointer, Value: res.Image})
 		changes = append(changes, change{Container: c.String(), From: c.Image, To: res.Image, How: res.How, Detail: res.Detail})
+		if res.How == ByDirect {
+			unwrapped = append(unwrapped, res.Image)
+		}
+	}
+	// The ephemeralcontainers subresource stores nothing but ephemeral
+	// containers, so the annotation is only written with the object itself.
+	if len(unwrapped) > 0 && req.SubResource == "" && metaErr == nil {
+		ops = append(ops, meta.recordDirect(unwrapped))
 	}
 	if len(ops) == 0 {
 		log.Info("mutate: no change", "images", len(images))
@@ -296,8 +469,13 @@ func (h *Handler) validate(req *admissionv1.AdmissionRequest, log *slog.Logger) 
 	}
 	m := h.Mapping()
 	var reasons []string
+	mappedLater := h.policy.podsMappedLater(req)
 	for _, c := range images {
-		if why := h.policy.refuse(m, c.Image); why != "" {
+		pulled := c.Image
+		if res := m.Map(c.Image); mappedLater && res.Changed(c.Image) {
+			pulled = res.Image
+		}
+		if why := h.policy.refuse(m, pulled); why != "" {
 			reasons = append(reasons, fmt.Sprintf("%s image %q %s", c, c.Image, why))
 		}
 	}

@@ -85,7 +85,7 @@ func TestWebhookMutateKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewHandler(m, Policy{}, nil)
+	h := NewHandler(m, Policy{MutateWorkloads: true}, nil)
 	want := map[string]string{
 		"init":   "registry.internal/hub/busybox:1.36",
 		"web":    "registry.internal/mirror/library/nginx@" + digestA,

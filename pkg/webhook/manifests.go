@@ -133,6 +133,9 @@ func objects(o ManifestOptions) ([]any, error) {
 		cm.Data[lockKey] = string(o.Lock)
 		args = append(args, "--lock", configDir+"/"+lockKey)
 	}
+	if o.Policy.MutateWorkloads {
+		args = append(args, "--mutate-workloads")
+	}
 	if o.Policy.DenyLatest {
 		args = append(args, "--deny-latest")
 	}
@@ -225,6 +228,12 @@ func objects(o ManifestOptions) ([]any, error) {
 	nsSelector := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: excluded,
 	}}}
+	// The mutating webhook also skips namespaces and objects labelled
+	// ferry.dev/mutate: "false"; the validating one judges them all the same,
+	// since refusing changes nothing stored.
+	optOut := metav1.LabelSelectorRequirement{Key: OptOutKey, Operator: metav1.LabelSelectorOpNotIn, Values: []string{optOutValue}}
+	mutateNSSelector := nsSelector.DeepCopy()
+	mutateNSSelector.MatchExpressions = append(mutateNSSelector.MatchExpressions, optOut)
 	client := func(path string) admissionregistrationv1.WebhookClientConfig {
 		return admissionregistrationv1.WebhookClientConfig{
 			Service:  &admissionregistrationv1.ServiceReference{Namespace: o.Namespace, Name: o.Name, Path: ptr(path), Port: ptr(int32(443))},
@@ -240,14 +249,17 @@ func objects(o ManifestOptions) ([]any, error) {
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "images." + o.Name + ".ferry.dev",
 			ClientConfig:            client("/mutate"),
-			Rules:                   admissionRules(),
+			Rules:                   mutatingRules(o.Policy.MutateWorkloads),
 			FailurePolicy:           &failure,
 			MatchPolicy:             &equivalent,
-			NamespaceSelector:       nsSelector,
+			NamespaceSelector:       mutateNSSelector,
+			ObjectSelector:          &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{optOut}},
 			SideEffects:             &sideEffects,
 			TimeoutSeconds:          ptr(int32(5)),
 			AdmissionReviewVersions: []string{"v1"},
-			// Another webhook adding a container after this one ran gets it mapped too.
+			// Another webhook adding a container after this one ran (a
+			// sidecar injector) gets it mapped too. Images already mapped
+			// are left alone, so the second call adds no second patch.
 			ReinvocationPolicy: ptr(admissionregistrationv1.IfNeededReinvocationPolicy),
 		}},
 	}
@@ -265,7 +277,7 @@ func objects(o ManifestOptions) ([]any, error) {
 			Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 				Name:                    "policy." + o.Name + ".ferry.dev",
 				ClientConfig:            client("/validate"),
-				Rules:                   admissionRules(),
+				Rules:                   validatingRules(),
 				FailurePolicy:           &failure,
 				MatchPolicy:             &equivalent,
 				NamespaceSelector:       nsSelector,
@@ -278,26 +290,48 @@ func objects(o ManifestOptions) ([]any, error) {
 	return objs, nil
 }
 
-// admissionRules send pods and every workload's pod template. Pods are
-// mutated when created only: changing the image of a running pod restarts
-// it. Job templates are immutable, so Jobs are mutated when created only.
-func admissionRules() []admissionregistrationv1.RuleWithOperations {
-	create := []admissionregistrationv1.OperationType{admissionregistrationv1.Create}
-	createUpdate := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
-	update := []admissionregistrationv1.OperationType{admissionregistrationv1.Update}
-	ns := admissionregistrationv1.NamespacedScope
-	rule := func(ops []admissionregistrationv1.OperationType, group string, resources ...string) admissionregistrationv1.RuleWithOperations {
-		return admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources, Scope: &ns,
-		}}
+// mutatingRules send pods when created and their ephemeral containers when
+// added; with workloads, also every workload's pod template. Changing the
+// image of a running pod restarts it, so other pod updates are not sent. Job
+// templates are immutable, so Jobs are sent when created only.
+func mutatingRules(workloads bool) []admissionregistrationv1.RuleWithOperations {
+	if !workloads {
+		return podRules()
 	}
+	return append(podRules(), workloadRules()...)
+}
+
+// validatingRules send pods and workloads whatever /mutate does: a refusal
+// changes nothing stored, so it causes no drift.
+func validatingRules() []admissionregistrationv1.RuleWithOperations {
+	return append(podRules(), workloadRules()...)
+}
+
+var (
+	opsCreate       = []admissionregistrationv1.OperationType{admissionregistrationv1.Create}
+	opsCreateUpdate = []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
+	opsUpdate       = []admissionregistrationv1.OperationType{admissionregistrationv1.Update}
+)
+
+func rule(ops []admissionregistrationv1.OperationType, group string, resources ...string) admissionregistrationv1.RuleWithOperations {
+	return admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+		APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources, Scope: ptr(admissionregistrationv1.NamespacedScope),
+	}}
+}
+
+func podRules() []admissionregistrationv1.RuleWithOperations {
 	return []admissionregistrationv1.RuleWithOperations{
-		rule(create, "", "pods"),
-		rule(update, "", "pods/ephemeralcontainers"),
-		rule(createUpdate, "", "replicationcontrollers"),
-		rule(createUpdate, "apps", "deployments", "statefulsets", "daemonsets", "replicasets"),
-		rule(create, "batch", "jobs"),
-		rule(createUpdate, "batch", "cronjobs"),
+		rule(opsCreate, "", "pods"),
+		rule(opsUpdate, "", "pods/ephemeralcontainers"),
+	}
+}
+
+func workloadRules() []admissionregistrationv1.RuleWithOperations {
+	return []admissionregistrationv1.RuleWithOperations{
+		rule(opsCreateUpdate, "", "replicationcontrollers"),
+		rule(opsCreateUpdate, "apps", "deployments", "statefulsets", "daemonsets", "replicasets"),
+		rule(opsCreate, "batch", "jobs"),
+		rule(opsCreateUpdate, "batch", "cronjobs"),
 	}
 }
 

@@ -65,7 +65,7 @@ func TestWebhookManifestsGolden(t *testing.T) {
 			Namespace: "images", Name: "rewriter", Image: "registry.internal/ferry/ferry:v0.1.0",
 			Lock:              []byte(testLockYAML),
 			Rules:             []Rule{{From: "gcr.io/tekton-releases", To: "registry.internal/tekton"}},
-			Policy:            Policy{DenyLatest: true, RequireLocked: true},
+			Policy:            Policy{DenyLatest: true, RequireLocked: true, MutateWorkloads: true},
 			FailurePolicy:     admissionregistrationv1.Fail,
 			ExcludeNamespaces: []string{"kube-system"},
 			TLS:               fakeTLS,
@@ -213,7 +213,7 @@ func TestWebhookManifestsParseAndCertificatesVerify(t *testing.T) {
 		t.Errorf("mutating webhook = %+v", w)
 	}
 	sel := w.NamespaceSelector.MatchExpressions
-	if len(sel) != 1 || sel[0].Key != "kubernetes.io/metadata.name" || sel[0].Values[0] != "ferry-system" {
+	if len(sel) != 2 || sel[0].Key != "kubernetes.io/metadata.name" || sel[0].Values[0] != "ferry-system" || sel[1].Key != OptOutKey {
 		t.Errorf("namespaceSelector = %+v", sel)
 	}
 }

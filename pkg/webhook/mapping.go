@@ -248,6 +248,12 @@ func (m *Mapping) Known(image string) bool {
 	if res := m.Map(image); res.How == ByLock || res.How == ByRule {
 		return true
 	}
+	return m.relocated(image)
+}
+
+// relocated reports whether an image already is a lock location or under a
+// rule's destination prefix.
+func (m *Mapping) relocated(image string) bool {
 	r, err := imageref.Parse(image)
 	if err != nil {
 		return false

@@ -92,7 +92,7 @@ func Serve(ctx context.Context, o Options) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("serving admission reviews", "addr", ln.Addr().String(), "lock", o.LockFile, "rules", o.RulesFile,
-		"maps", len(o.Rules), "denyLatest", o.Policy.DenyLatest, "requireLocked", o.Policy.RequireLocked)
+		"maps", len(o.Rules), "mutateWorkloads", o.Policy.MutateWorkloads, "denyLatest", o.Policy.DenyLatest, "requireLocked", o.Policy.RequireLocked)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
