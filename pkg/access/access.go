@@ -28,9 +28,15 @@ type Options struct {
 	CACertFiles []string
 	// InsecureHosts may be reached over plain HTTP ("host" or "host:port").
 	InsecureHosts []string
-	// Keychain supplies credentials; nil means the Docker config and its
-	// credential helpers.
+	// Keychain supplies credentials; nil means the files of AuthFiles
+	// (AuthFile first) and the credential helpers they name.
 	Keychain authn.Keychain
+	// AuthFile is a credentials file read before all others (--authfile),
+	// in the Docker config's format; it must exist.
+	AuthFile string
+	// CredentialHelperTimeout bounds one run of a credential helper; 0
+	// means DefaultCredentialHelperTimeout (30s).
+	CredentialHelperTimeout time.Duration
 	// UserAgent names ferry and its version to registries; "" means "ferry".
 	UserAgent string
 	// Jobs bounds concurrent requests; 0 means 8.
@@ -77,8 +83,16 @@ type Client struct {
 // New checks the options and builds a Client.
 func New(o Options) (*Client, error) {
 	c := &Client{insecure: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs, userAgent: cmp.Or(o.UserAgent, "ferry")}
+	if o.AuthFile != "" {
+		if _, err := os.Stat(o.AuthFile); err != nil {
+			return nil, fmt.Errorf("--authfile: %w: give the credentials file podman login or skopeo login wrote", err)
+		}
+	}
+	if o.CredentialHelperTimeout < 0 {
+		return nil, fmt.Errorf("--credential-helper-timeout %s: want a positive duration such as 30s", o.CredentialHelperTimeout)
+	}
 	if c.keychain == nil {
-		c.keychain = dockerKeychain{authn.DefaultKeychain}
+		c.keychain = newFileKeychain(AuthFiles(o.AuthFile), o.CredentialHelperTimeout)
 	}
 	if c.jobs <= 0 {
 		c.jobs = 8

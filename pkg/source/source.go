@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -283,7 +284,7 @@ func (r *Repo) httpClient(ctx context.Context) (*http.Client, error) {
 	if r.http != nil {
 		return r.http, nil
 	}
-	auth, err := r.client.Keychain().Resolve(r.repo.Registry)
+	auth, err := authn.Resolve(ctx, r.client.Keychain(), r.repo.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", r.repo.RegistryStr(), err)
 	}
