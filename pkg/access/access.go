@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Options say how to reach registries.
@@ -275,7 +276,46 @@ func Explain(err error) error {
 	if errors.As(err, &re) {
 		return re
 	}
+	if ae := authFailure(err); ae != nil {
+		return ae
+	}
 	return err
+}
+
+// AuthError is a registry that refused the credentials ferry sent, or
+// access with them (401 or 403). Its message replaces the library's, whose
+// details ("[map[Action:pull …]]") tell a user nothing.
+type AuthError struct {
+	// Registry is the host that refused.
+	Registry string
+	// Status is 401 or 403.
+	Status int
+	// Err is the registry's error, a *transport.Error.
+	Err error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("%s refused access (%d %s): log in with '%s', or check the repository name and that this account may pull from (or push to) it",
+		e.Registry, e.Status, http.StatusText(e.Status), LoginCommand(e.Registry))
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// authFailure finds a 401 or 403 from a registry in err.
+func authFailure(err error) *AuthError {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var te *transport.Error
+	if !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) {
+		return nil
+	}
+	host := ""
+	if te.Request != nil && te.Request.URL != nil {
+		host = te.Request.URL.Host
+	}
+	return &AuthError{Registry: host, Status: te.StatusCode, Err: te}
 }
 
 // TLSError is a registry whose certificate ferry could not verify.

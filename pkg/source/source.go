@@ -72,7 +72,7 @@ func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 			r.repo, d.Digest)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, transport.CheckError(resp, http.StatusOK))
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(transport.CheckError(resp, http.StatusOK)))
 	}
 	// A registry's word on size is bounded like the manifest itself.
 	b, err := io.ReadAll(io.LimitReader(resp.Body, graph.MaxManifestSize+1))
@@ -192,7 +192,7 @@ func (b *blobReader) accept(resp *http.Response, off int64) (io.ReadCloser, erro
 		return nil, fmt.Errorf("%s has no blob %s, which its manifests name (HTTP 404): the registry's copy of the image is incomplete (garbage-collected, or a push that failed halfway); push the image there again",
 			b.repo, b.d.Digest)
 	}
-	return nil, fmt.Errorf("fetching blob %s from %s: %w", b.d.Digest, b.repo, transport.CheckError(resp, http.StatusOK))
+	return nil, fmt.Errorf("fetching blob %s from %s: %w", b.d.Digest, b.repo, access.Explain(transport.CheckError(resp, http.StatusOK)))
 }
 
 func (b *blobReader) Read(p []byte) (int, error) {

@@ -250,6 +250,9 @@ func checkResp(resp *http.Response, codes ...int) error {
 	if err == nil {
 		return nil
 	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return access.Explain(err) // the login advice, not the raw details
+	}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if secs, perr := strconv.Atoi(s); perr == nil && secs >= 0 {
 			return &retryAfterError{wait: time.Duration(secs) * time.Second, err: err}
