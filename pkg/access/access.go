@@ -32,6 +32,11 @@ type Options struct {
 	// Keychain supplies credentials; nil means the files of AuthFiles
 	// (AuthFile first) and the credential helpers they name.
 	Keychain authn.Keychain
+	// TokenRealmHosts are hosts ("host" for any port, or "host:port") a
+	// registry's token realm may be on besides the registry's own host and
+	// the InsecureHosts: go-containerregistry refuses other realms on
+	// private or link-local addresses.
+	TokenRealmHosts []string
 	// AuthFile is a credentials file read before all others (--authfile),
 	// in the Docker config's format; it must exist.
 	AuthFile string
@@ -73,17 +78,19 @@ const (
 
 // Client holds what every registry call needs.
 type Client struct {
-	insecure  map[string]bool
-	transport http.RoundTripper
-	keychain  authn.Keychain
-	jobs      int
-	limits    *limiter
-	userAgent string
+	insecure map[string]bool
+	// realmHosts are hosts trusted to run a registry's token server.
+	realmHosts map[string]bool
+	transport  http.RoundTripper
+	keychain   authn.Keychain
+	jobs       int
+	limits     *limiter
+	userAgent  string
 }
 
 // New checks the options and builds a Client.
 func New(o Options) (*Client, error) {
-	c := &Client{insecure: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs, userAgent: cmp.Or(o.UserAgent, "ferry")}
+	c := &Client{insecure: map[string]bool{}, realmHosts: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs, userAgent: cmp.Or(o.UserAgent, "ferry")}
 	if o.AuthFile != "" {
 		if _, err := os.Stat(o.AuthFile); err != nil {
 			return nil, fmt.Errorf("--authfile: %w: give the credentials file podman login or skopeo login wrote", err)
@@ -105,6 +112,13 @@ func New(o Options) (*Client, error) {
 		}
 		c.insecure[h] = true
 	}
+	for _, h := range o.TokenRealmHosts {
+		h = strings.TrimSpace(h)
+		if h == "" || strings.Contains(h, "/") {
+			return nil, fmt.Errorf("--token-realm-host %q: want a host or host:port, without scheme or path", h)
+		}
+		c.realmHosts[h] = true
+	}
 	base := o.Transport
 	if base == nil {
 		t, err := newTransport(o, c.jobs)
@@ -114,8 +128,9 @@ func New(o Options) (*Client, error) {
 		base = t
 	}
 	c.limits = newLimiter(c.jobs)
-	// The guard is outermost: a refusal is final, not worth a retry.
-	c.transport = &httpGuard{
+	// The guard is outside the retries: a refusal is final, not worth a
+	// retry. The realm relay is outermost: what it relays is guarded too.
+	c.transport = &realmRelay{trusted: c.trustsRealm, next: &httpGuard{
 		next: &retryTransport{
 			next:          base,
 			policy:        o.Retry.withDefaults(),
@@ -124,7 +139,7 @@ func New(o Options) (*Client, error) {
 			commitTimeout: cmp.Or(o.CommitTimeout, DefaultCommitTimeout),
 		},
 		allowed: c.allowsHTTP,
-	}
+	}}
 	return c, nil
 }
 
@@ -243,7 +258,7 @@ type httpGuard struct {
 }
 
 func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme == "http" && !g.allowed(req.URL.Host) {
+	if req.URL.Scheme == "http" && !g.allowed(req.URL.Host) && req.Context().Value(plainRealm{}) == nil {
 		return nil, &PlainHTTPError{Host: req.URL.Host}
 	}
 	return g.next.RoundTrip(req)
@@ -278,6 +293,9 @@ func Explain(err error) error {
 	}
 	if ae := authFailure(err); ae != nil {
 		return ae
+	}
+	if re := realmFailure(err); re != nil {
+		return re
 	}
 	return err
 }

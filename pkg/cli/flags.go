@@ -14,6 +14,8 @@ type registryFlags struct {
 	insecure []string
 	jobs     int
 	authFile string
+	// realmHosts may run a registry's token server (see access.Options).
+	realmHosts []string
 	// helperTimeout bounds one run of a docker-credential helper.
 	helperTimeout time.Duration
 }
@@ -22,6 +24,7 @@ func (f *registryFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.caCerts, "registry-ca-cert", nil, "PEM file of a CA to trust for registries, in addition to the system's (repeatable)")
 	fs.StringArrayVar(&f.insecure, "insecure-registry", nil, "HOST[:PORT] that may be reached over plain HTTP (repeatable); every other registry must have verified TLS")
 	fs.IntVar(&f.jobs, "concurrency", 8, "how many requests run at once")
+	fs.StringArrayVar(&f.realmHosts, "token-realm-host", nil, "HOST[:PORT] a registry's token server may be on, besides the registry's own host and --insecure-registry hosts, when it is a private or loopback address (repeatable)")
 	fs.StringVar(&f.authFile, "authfile", "", "credentials file (Docker config format, as podman and skopeo write it) read before the Docker config, $REGISTRY_AUTH_FILE and ${XDG_RUNTIME_DIR}/containers/auth.json")
 	fs.DurationVar(&f.helperTimeout, "credential-helper-timeout", access.DefaultCredentialHelperTimeout, "how long a docker-credential helper may take to answer")
 }
@@ -40,6 +43,7 @@ func (f *registryFlags) client(cmd *cobra.Command) (*access.Client, error) {
 		Jobs:                    f.jobs,
 		UserAgent:               "ferry/" + Version,
 		AuthFile:                f.authFile,
+		TokenRealmHosts:         f.realmHosts,
 		CredentialHelperTimeout: f.helperTimeout,
 	})
 }
