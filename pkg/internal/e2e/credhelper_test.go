@@ -247,3 +247,58 @@ func alive(pid int) bool {
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return !strings.HasPrefix(rest, "Z")
 }
+
+// TestPodmanAuthFiles takes a registry's password from where podman and
+// skopeo keep it: --authfile, $REGISTRY_AUTH_FILE and
+// ${XDG_RUNTIME_DIR}/containers/auth.json, with no Docker config; and
+// --authfile wins over a Docker config with a wrong password.
+func TestPodmanAuthFiles(t *testing.T) {
+	skipShort(t)
+	dir := t.TempDir()
+	opts := basicAuth(t, "ferry-podman")
+	src, std := standardSourceWith(t, opts)
+	ims := images(std, src.Host)[:2]
+	writeFile(t, filepath.Join(dir, "release.yaml"), podsYAML(ims))
+	ins := []string{"--insecure-registry", src.Host}
+	good := filepath.Join(dockerConfig(t, opts.Username, opts.Password, src.Host), "config.json")
+	wrong := dockerConfig(t, opts.Username, "wrong-"+opts.Password, src.Host)
+	empty := t.TempDir()
+	// Not HOME: go build of the binary under test reads its caches there.
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+
+	runtime := t.TempDir()
+	authJSON, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(runtime, "containers"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(runtime, "containers", "auth.json"), authJSON)
+	for _, c := range []struct {
+		name                        string
+		dockerConfig, authFile, xdg string
+		args                        []string
+	}{
+		{"--authfile", empty, "", "", []string{"--authfile", good}},
+		{"--authfile before a wrong Docker config", wrong, "", "", []string{"--authfile", good}},
+		{"REGISTRY_AUTH_FILE", empty, good, "", nil},
+		{"XDG_RUNTIME_DIR", empty, "", runtime, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("DOCKER_CONFIG", c.dockerConfig)
+			t.Setenv("REGISTRY_AUTH_FILE", c.authFile)
+			t.Setenv("XDG_RUNTIME_DIR", c.xdg)
+			r := testutil.MustFerry(t, dir, append(append([]string{"resolve", "-f", "release.yaml", "-v"}, ins...), c.args...)...)
+			if strings.Contains(r.Stdout+r.Stderr, opts.Password) {
+				t.Errorf("the password appears in the output")
+			}
+		})
+	}
+	t.Setenv("DOCKER_CONFIG", empty)
+	t.Setenv("REGISTRY_AUTH_FILE", "")
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	if r := testutil.RunFerry(t, dir, nil, append([]string{"resolve", "-f", "release.yaml"}, ins...)...); r.Code != 1 || !strings.Contains(r.Stderr, "docker login "+src.Host) {
+		t.Errorf("without credentials: exit %d, stderr:\n%s\nwant exit 1 and the login advice", r.Code, r.Stderr)
+	}
+}
