@@ -91,6 +91,9 @@ type answer struct {
 	done chan struct{}
 	auth authn.Authenticator
 	err  error
+	// cut is set when the caller who asked gave up (its context ended)
+	// before the answer came.
+	cut bool
 }
 
 func newFileKeychain(files []string, timeout time.Duration) *fileKeychain {
@@ -110,22 +113,34 @@ func (k *fileKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 // not asked again for every image.
 func (k *fileKeychain) ResolveContext(ctx context.Context, r authn.Resource) (authn.Authenticator, error) {
 	host := r.RegistryStr()
-	k.mu.Lock()
-	a, asked := k.cache[host]
-	if !asked {
-		a = &answer{done: make(chan struct{})}
-		k.cache[host] = a
-	}
-	k.mu.Unlock()
-	if !asked {
-		a.auth, a.err = k.lookup(ctx, host)
-		close(a.done)
-	}
-	select {
-	case <-a.done:
-		return a.auth, a.err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("credentials for %s: %w", host, ctx.Err())
+	for {
+		k.mu.Lock()
+		a, asked := k.cache[host]
+		if !asked {
+			a = &answer{done: make(chan struct{})}
+			k.cache[host] = a
+		}
+		k.mu.Unlock()
+		if !asked {
+			a.auth, a.err = k.lookup(ctx, host)
+			if a.err != nil && ctx.Err() != nil {
+				// Cut short by this caller's context: no answer to keep.
+				a.cut = true
+				k.mu.Lock()
+				delete(k.cache, host)
+				k.mu.Unlock()
+			}
+			close(a.done)
+		}
+		select {
+		case <-a.done:
+			if a.cut && ctx.Err() == nil {
+				continue // another caller gave up; this one still wants an answer
+			}
+			return a.auth, a.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("credentials for %s: %w", host, ctx.Err())
+		}
 	}
 }
 

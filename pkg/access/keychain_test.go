@@ -343,3 +343,37 @@ func killProcess(pid int) {
 		_ = p.Kill()
 	}
 }
+
+// TestCredentialHelperCancelNotKept: a caller whose context ends while the
+// helper runs does not leave its cancellation as the registry's answer for
+// a caller whose context is still live.
+func TestCredentialHelperCancelNotKept(t *testing.T) {
+	const host = "registry.example:5000"
+	asked := filepath.Join(t.TempDir(), "asked")
+	helperBin(t, host, "slow", map[string]string{"slow": "echo asked >> " + strconv.Quote(asked) + "\nsleep 0.5\nprintf '{\"Username\":\"u\",\"Secret\":\"pw-u\"}'\n"})
+	cl, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := name.NewRegistry(host)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := authn.Resolve(ctx, cl.Keychain(), reg)
+		done <- err
+	}()
+	for !fileHas(asked) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	a, err := authn.Resolve(t.Context(), cl.Keychain(), reg)
+	if err != nil {
+		t.Fatalf("the live caller got %v", err)
+	}
+	if ac, err := a.Authorization(); err != nil || ac.Username != "u" {
+		t.Errorf("the live caller got %+v, %v, want user u", ac, err)
+	}
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the caller that gave up got %v, want its deadline", err)
+	}
+}
