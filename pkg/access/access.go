@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Options say how to reach registries.
@@ -28,9 +29,20 @@ type Options struct {
 	CACertFiles []string
 	// InsecureHosts may be reached over plain HTTP ("host" or "host:port").
 	InsecureHosts []string
-	// Keychain supplies credentials; nil means the Docker config and its
-	// credential helpers.
+	// Keychain supplies credentials; nil means the files of AuthFiles
+	// (AuthFile first) and the credential helpers they name.
 	Keychain authn.Keychain
+	// TokenRealmHosts are hosts ("host" for any port, or "host:port") a
+	// registry's token realm may be on besides the registry's own host and
+	// the InsecureHosts: go-containerregistry refuses other realms on
+	// private or link-local addresses.
+	TokenRealmHosts []string
+	// AuthFile is a credentials file read before all others (--authfile),
+	// in the Docker config's format; it must exist.
+	AuthFile string
+	// CredentialHelperTimeout bounds one run of a credential helper; 0
+	// means DefaultCredentialHelperTimeout (30s).
+	CredentialHelperTimeout time.Duration
 	// UserAgent names ferry and its version to registries; "" means "ferry".
 	UserAgent string
 	// Jobs bounds concurrent requests; 0 means 8.
@@ -66,19 +78,29 @@ const (
 
 // Client holds what every registry call needs.
 type Client struct {
-	insecure  map[string]bool
-	transport http.RoundTripper
-	keychain  authn.Keychain
-	jobs      int
-	limits    *limiter
-	userAgent string
+	insecure map[string]bool
+	// realmHosts are hosts trusted to run a registry's token server.
+	realmHosts map[string]bool
+	transport  http.RoundTripper
+	keychain   authn.Keychain
+	jobs       int
+	limits     *limiter
+	userAgent  string
 }
 
 // New checks the options and builds a Client.
 func New(o Options) (*Client, error) {
-	c := &Client{insecure: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs, userAgent: cmp.Or(o.UserAgent, "ferry")}
+	c := &Client{insecure: map[string]bool{}, realmHosts: map[string]bool{}, keychain: o.Keychain, jobs: o.Jobs, userAgent: cmp.Or(o.UserAgent, "ferry")}
+	if o.AuthFile != "" {
+		if _, err := os.Stat(o.AuthFile); err != nil {
+			return nil, fmt.Errorf("--authfile: %w: give the credentials file podman login or skopeo login wrote", err)
+		}
+	}
+	if o.CredentialHelperTimeout < 0 {
+		return nil, fmt.Errorf("--credential-helper-timeout %s: want a positive duration such as 30s", o.CredentialHelperTimeout)
+	}
 	if c.keychain == nil {
-		c.keychain = dockerKeychain{authn.DefaultKeychain}
+		c.keychain = newFileKeychain(AuthFiles(o.AuthFile), o.CredentialHelperTimeout)
 	}
 	if c.jobs <= 0 {
 		c.jobs = 8
@@ -90,6 +112,13 @@ func New(o Options) (*Client, error) {
 		}
 		c.insecure[h] = true
 	}
+	for _, h := range o.TokenRealmHosts {
+		h = strings.TrimSpace(h)
+		if h == "" || strings.Contains(h, "/") {
+			return nil, fmt.Errorf("--token-realm-host %q: want a host or host:port, without scheme or path", h)
+		}
+		c.realmHosts[h] = true
+	}
 	base := o.Transport
 	if base == nil {
 		t, err := newTransport(o, c.jobs)
@@ -99,8 +128,9 @@ func New(o Options) (*Client, error) {
 		base = t
 	}
 	c.limits = newLimiter(c.jobs)
-	// The guard is outermost: a refusal is final, not worth a retry.
-	c.transport = &httpGuard{
+	// The guard is outside the retries: a refusal is final, not worth a
+	// retry. The realm relay is outermost: what it relays is guarded too.
+	c.transport = &realmRelay{trusted: c.trustsRealm, next: &httpGuard{
 		next: &retryTransport{
 			next:          base,
 			policy:        o.Retry.withDefaults(),
@@ -109,7 +139,7 @@ func New(o Options) (*Client, error) {
 			commitTimeout: cmp.Or(o.CommitTimeout, DefaultCommitTimeout),
 		},
 		allowed: c.allowsHTTP,
-	}
+	}}
 	return c, nil
 }
 
@@ -228,7 +258,7 @@ type httpGuard struct {
 }
 
 func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme == "http" && !g.allowed(req.URL.Host) {
+	if req.URL.Scheme == "http" && !g.allowed(req.URL.Host) && req.Context().Value(plainRealm{}) == nil {
 		return nil, &PlainHTTPError{Host: req.URL.Host}
 	}
 	return g.next.RoundTrip(req)
@@ -261,7 +291,49 @@ func Explain(err error) error {
 	if errors.As(err, &re) {
 		return re
 	}
+	if ae := authFailure(err); ae != nil {
+		return ae
+	}
+	if re := realmFailure(err); re != nil {
+		return re
+	}
 	return err
+}
+
+// AuthError is a registry that refused the credentials ferry sent, or
+// access with them (401 or 403). Its message replaces the library's, whose
+// details ("[map[Action:pull …]]") tell a user nothing.
+type AuthError struct {
+	// Registry is the host that refused.
+	Registry string
+	// Status is 401 or 403.
+	Status int
+	// Err is the registry's error, a *transport.Error.
+	Err error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("%s refused access (%d %s): log in with '%s', or check the repository name and that this account may pull from (or push to) it",
+		e.Registry, e.Status, http.StatusText(e.Status), LoginCommand(e.Registry))
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+// authFailure finds a 401 or 403 from a registry in err.
+func authFailure(err error) *AuthError {
+	var ae *AuthError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var te *transport.Error
+	if !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) {
+		return nil
+	}
+	host := ""
+	if te.Request != nil && te.Request.URL != nil {
+		host = te.Request.URL.Host
+	}
+	return &AuthError{Registry: host, Status: te.StatusCode, Err: te}
 }
 
 // TLSError is a registry whose certificate ferry could not verify.

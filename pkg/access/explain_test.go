@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -70,5 +71,36 @@ func TestRedactURL(t *testing.T) {
 	got := RedactURL(err).Error()
 	if strings.Contains(got, "SECRET") || strings.Contains(got, "abc") || !strings.Contains(got, "https://r.io/v2/x/blobs/uploads/1") {
 		t.Errorf("RedactURL = %q", got)
+	}
+}
+
+// TestExplainAuth: a 401 or 403 becomes one line naming the registry and
+// the login command, without the library's details.
+func TestExplainAuth(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Name":"x","Action":"pull"}]}]}`)
+		}))
+		host := strings.TrimPrefix(srv.URL, "http://")
+		resp, err := http.Get(srv.URL + "/v2/x/manifests/latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = Explain(fmt.Errorf("checking x: %w", transport.CheckError(resp, http.StatusOK)))
+		resp.Body.Close()
+		srv.Close()
+		var ae *AuthError
+		want := fmt.Sprintf("%s refused access (%d %s): log in with 'docker login %s', or check", host, status, http.StatusText(status), host)
+		if !errors.As(err, &ae) || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("status %d: got %v, want an *AuthError starting %q", status, err, want)
+		}
+		if strings.Contains(err.Error(), "map[") || strings.Contains(err.Error(), "UNAUTHORIZED") {
+			t.Errorf("status %d: the library's details show: %v", status, err)
+		}
+	}
+	if ae := authFailure(&transport.Error{StatusCode: http.StatusNotFound}); ae != nil {
+		t.Errorf("404 taken for an auth failure: %v", ae)
 	}
 }

@@ -123,7 +123,10 @@ func explain(err error) error {
 	var re *access.RetryError
 	var unknownCA x509.UnknownAuthorityError
 	var certErr *x509.CertificateInvalidError
+	var ae *access.AuthError
 	switch {
+	case errors.As(err, &ae):
+		return err // says what to do already
 	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
 		host := ""
 		if te.Request != nil {

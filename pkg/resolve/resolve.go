@@ -197,11 +197,13 @@ func explain(r imageref.Ref, err error) error {
 		// It already says which registry, what failed and what to do.
 		return err
 	}
+	var ae *access.AuthError
+	if errors.As(err, &ae) {
+		return ae // names the registry and gives the login advice
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%s refused access (%d): log in with '%s' or check the repository name", reg, te.StatusCode, access.LoginCommand(reg))
 		case http.StatusNotFound:
 			if r.Pinned() {
 				return fmt.Errorf("%s has no manifest %s in %s: check the digest", reg, r.Digest, r.Repo.RepositoryStr())

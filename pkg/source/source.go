@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -71,7 +72,7 @@ func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 			r.repo, d.Digest)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, transport.CheckError(resp, http.StatusOK))
+		return nil, fmt.Errorf("fetching manifest %s from %s: %w", d.Digest, r.repo, access.Explain(transport.CheckError(resp, http.StatusOK)))
 	}
 	// A registry's word on size is bounded like the manifest itself.
 	b, err := io.ReadAll(io.LimitReader(resp.Body, graph.MaxManifestSize+1))
@@ -191,7 +192,7 @@ func (b *blobReader) accept(resp *http.Response, off int64) (io.ReadCloser, erro
 		return nil, fmt.Errorf("%s has no blob %s, which its manifests name (HTTP 404): the registry's copy of the image is incomplete (garbage-collected, or a push that failed halfway); push the image there again",
 			b.repo, b.d.Digest)
 	}
-	return nil, fmt.Errorf("fetching blob %s from %s: %w", b.d.Digest, b.repo, transport.CheckError(resp, http.StatusOK))
+	return nil, fmt.Errorf("fetching blob %s from %s: %w", b.d.Digest, b.repo, access.Explain(transport.CheckError(resp, http.StatusOK)))
 }
 
 func (b *blobReader) Read(p []byte) (int, error) {
@@ -283,7 +284,7 @@ func (r *Repo) httpClient(ctx context.Context) (*http.Client, error) {
 	if r.http != nil {
 		return r.http, nil
 	}
-	auth, err := r.client.Keychain().Resolve(r.repo.Registry)
+	auth, err := authn.Resolve(ctx, r.client.Keychain(), r.repo.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", r.repo.RegistryStr(), err)
 	}

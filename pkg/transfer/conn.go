@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -36,7 +37,7 @@ type conn struct {
 // are retried by the caller's operations, not here: a registry that is
 // down should be reported at once.
 func dial(ctx context.Context, c *access.Client, reg name.Registry, scopes []string) (*conn, error) {
-	auth, err := c.Keychain().Resolve(reg)
+	auth, err := authn.Resolve(ctx, c.Keychain(), reg)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
 	}
@@ -248,6 +249,9 @@ func checkResp(resp *http.Response, codes ...int) error {
 	err := transport.CheckError(resp, codes...)
 	if err == nil {
 		return nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return access.Explain(err) // the login advice, not the raw details
 	}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if secs, perr := strconv.Atoi(s); perr == nil && secs >= 0 {

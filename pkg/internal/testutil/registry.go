@@ -64,6 +64,17 @@ type RegistryOptions struct {
 	// serves HTTPS. The certificate must name 127.0.0.1 and is trusted as
 	// its own CA by Transport.
 	TLSCert, TLSKey string
+	// Token turns on distribution's token auth: the registry sends clients
+	// to Token.Realm for a bearer token and trusts tokens signed by a
+	// certificate of Token.RootCertBundle.
+	Token *TokenAuth
+}
+
+// TokenAuth configures distribution's "auth: token:" section.
+type TokenAuth struct {
+	Realm, Service, Issuer string
+	// RootCertBundle is a PEM file of the certificates that sign tokens.
+	RootCertBundle string
 }
 
 // StartRegistry starts a plain-HTTP registry with temporary storage and
@@ -190,6 +201,15 @@ http:
     realm: ferry-test
     path: %s
 `, strconv.Quote(o.Htpasswd))
+	}
+	if tk := o.Token; tk != nil {
+		fmt.Fprintf(&b, `auth:
+  token:
+    realm: %s
+    service: %s
+    issuer: %s
+    rootcertbundle: %s
+`, strconv.Quote(tk.Realm), strconv.Quote(tk.Service), strconv.Quote(tk.Issuer), strconv.Quote(tk.RootCertBundle))
 	}
 	return b.String()
 }
