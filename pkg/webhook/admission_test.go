@@ -214,6 +214,47 @@ func TestWebhookValidate(t *testing.T) {
 	}
 }
 
+// /validate judges every container list: an image in initContainers or
+// ephemeralContainers breaks the policy as one in containers does.
+func TestWebhookValidateEveryContainerList(t *testing.T) {
+	m, err := NewMapping(testLock(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		policy Policy
+		spec   string
+		msg    string
+	}{
+		{"init latest", Policy{DenyLatest: true}, `{"initContainers":[{"name":"i","image":"busybox:latest"}],"containers":[{"name":"c","image":"nginx:1.25"}]}`, `initContainer "i" image "busybox:latest" is tagged "latest"`},
+		{"ephemeral latest", Policy{DenyLatest: true}, `{"containers":[{"name":"c","image":"nginx:1.25"}],"ephemeralContainers":[{"name":"e","image":"busybox"}]}`, `ephemeralContainer "e" image "busybox" has no tag`},
+		{"init unlocked", Policy{RequireLocked: true}, `{"initContainers":[{"name":"i","image":"redis:7"}],"containers":[{"name":"c","image":"nginx:1.25"}]}`, `initContainer "i" image "redis:7" is in no lock`},
+		{"ephemeral unlocked", Policy{RequireLocked: true}, `{"containers":[{"name":"c","image":"nginx:1.25"}],"ephemeralContainers":[{"name":"e","image":"redis:7"}]}`, `ephemeralContainer "e" image "redis:7" is in no lock`},
+	}
+	for _, tt := range tests {
+		for _, k := range []struct{ group, kind, obj string }{
+			{"", "Pod", `{"metadata":{"name":"p"},"spec":` + tt.spec + `}`},
+			{"apps", "Deployment", `{"metadata":{"name":"d"},"spec":{"template":{"spec":` + tt.spec + `}}}`},
+		} {
+			t.Run(tt.name+" "+k.kind, func(t *testing.T) {
+				h := NewHandler(m, tt.policy, nil)
+				_, out := post(t, h, "/validate", reviewFor(k.group, k.kind, k.obj))
+				if out == nil || out.Response == nil {
+					t.Fatal("no response")
+				}
+				r := out.Response
+				if r.Allowed || r.Result == nil {
+					t.Fatalf("allowed = %v, want refused naming %s", r.Allowed, tt.msg)
+				}
+				if !strings.Contains(r.Result.Message, tt.msg) {
+					t.Errorf("message %q lacks %q", r.Result.Message, tt.msg)
+				}
+			})
+		}
+	}
+}
+
 func TestWebhookBadRequests(t *testing.T) {
 	m, _ := NewMapping(nil, nil)
 	h := NewHandler(m, Policy{DenyLatest: true}, nil)
