@@ -255,6 +255,37 @@ func TestWebhookValidateEveryContainerList(t *testing.T) {
 	}
 }
 
+// A refusal names the image as the user wrote it as well as what a prefix
+// rule made of it: the validating webhook sees pods after the mutating one
+// rewrote them, and the user looks for what they wrote.
+func TestWebhookValidateNamesTheImageAsWritten(t *testing.T) {
+	m, err := NewMapping(nil, []Rule{{From: "docker.io", To: "hub.mirror.internal"}, {From: "gcr.io/tekton", To: "registry.internal/tekton"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(m, Policy{DenyLatest: true}, nil)
+	tests := []struct{ image, want string }{
+		{"hub.mirror.internal/library/busybox:latest", `container "c" image "busybox:latest" (mapped to "hub.mirror.internal/library/busybox:latest") is tagged "latest"`},
+		{"hub.mirror.internal/org/tool", `container "c" image "org/tool" (mapped to "hub.mirror.internal/org/tool") has no tag`},
+		{"registry.internal/tekton/controller:latest", `container "c" image "gcr.io/tekton/controller:latest" (mapped to "registry.internal/tekton/controller:latest") is tagged "latest"`},
+		// The mutating webhook did not run: what it would have made of it.
+		{"busybox:latest", `container "c" image "busybox:latest" (mapped to "hub.mirror.internal/library/busybox:latest") is tagged "latest"`},
+		// No rule: the image alone.
+		{"quay.io/x/y:latest", `container "c" image "quay.io/x/y:latest" is tagged "latest"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.image, func(t *testing.T) {
+			_, out := post(t, h, "/validate", reviewFor("", "Pod", `{"spec":{"containers":[{"name":"c","image":"`+tt.image+`"}]}}`))
+			if out == nil || out.Response == nil || out.Response.Result == nil {
+				t.Fatalf("no refusal: %+v", out)
+			}
+			if got := out.Response.Result.Message; !strings.HasPrefix(got, "ferry: "+tt.want) {
+				t.Errorf("message:\n%s\nwant it to start\nferry: %s", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestWebhookBadRequests(t *testing.T) {
 	m, _ := NewMapping(nil, nil)
 	h := NewHandler(m, Policy{DenyLatest: true}, nil)
