@@ -15,6 +15,8 @@ type mirrorConfigOptions struct {
 	lockFile string
 	format   string
 	output   string
+	insecure []string
+	caCerts  []string
 }
 
 func newMirrorConfigCmd(root *rootOptions) *cobra.Command {
@@ -30,13 +32,22 @@ back to the source registry. Manifests stay untouched.
 layout; containerd needs config_path set to DIR). --format crio prints
 containers-registries.conf v2 entries, or writes them to -o FILE.
 
+A mirror that serves plain HTTP: --insecure-registry HOST[:PORT] (containerd gets an
+http:// host, CRI-O insecure = true). A mirror whose certificate a private CA signed:
+--registry-ca-cert FILE (containerd's hosts.toml names FILE by its absolute path, where
+every node must have it; for CRI-O the output says where on the node it goes).
+
 A mirror keeps the repository path, so images relocated with --layout flat cannot
 be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
 		Example: `  # containerd: one hosts.toml per source registry
   ferry mirror-config --lock relocated.lock.yaml --format containerd -o /etc/containerd/certs.d
 
   # CRI-O: a drop-in registries.conf
-  ferry mirror-config --lock relocated.lock.yaml --format crio -o /etc/containers/registries.conf.d/50-ferry.conf`,
+  ferry mirror-config --lock relocated.lock.yaml --format crio -o /etc/containers/registries.conf.d/50-ferry.conf
+
+  # a mirror with a certificate from the company CA, another over plain HTTP
+  ferry mirror-config --lock relocated.lock.yaml --format containerd -o certs.d \
+    --registry-ca-cert /etc/pki/company-ca.pem --insecure-registry lab.internal:5000`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -46,6 +57,8 @@ be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
 	f.StringVar(&o.lockFile, "lock", "", "relocated lock to read (required)")
 	f.StringVar(&o.format, "format", "containerd", "containerd (hosts.toml files) or crio (registries.conf)")
 	f.StringVarP(&o.output, "output", "o", "", "containerd: directory to write into (required); crio: file to write instead of stdout")
+	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "HOST[:PORT] of a mirror that serves plain HTTP (repeatable)")
+	f.StringArrayVar(&o.caCerts, "registry-ca-cert", nil, "PEM file of a CA that signed a mirror's certificate, at the same path on the nodes (repeatable)")
 	return cmd
 }
 
@@ -68,17 +81,18 @@ func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) 
 		return fmt.Errorf("%s: %w", o.lockFile, err)
 	}
 	log := o.root.log(stderr)
+	mo := mirrorconfig.Options{InsecureHosts: o.insecure, CACertFiles: o.caCerts}
 	if o.format == "containerd" {
-		written, err := mirrorconfig.WriteContainerd(o.output, regs)
+		written, err := mirrorconfig.WriteContainerd(o.output, regs, mo)
 		for _, p := range written {
 			log.Info("wrote", "file", p)
 		}
 		return err
 	}
 	if o.output == "" || o.output == "-" {
-		return mirrorconfig.RegistriesConf(stdout, regs)
+		return mirrorconfig.RegistriesConf(stdout, regs, mo)
 	}
-	if err := atomicfile.Write(o.output, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs) }); err != nil {
+	if err := atomicfile.Write(o.output, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs, mo) }); err != nil {
 		return err
 	}
 	log.Info("wrote", "file", o.output)
