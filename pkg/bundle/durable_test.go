@@ -53,8 +53,12 @@ func TestWriteSyncsBeforeTheRename(t *testing.T) {
 	var d diskLog
 	// The default interval is far above this bundle's size: the only sync
 	// is the final one.
-	if _, err := Write(t.Context(), path, w.fresh(), Options{Lock: w.lock, Jobs: 4, hooks: d.hooks(0)}); err != nil {
+	st, err := Write(t.Context(), path, w.fresh(), Options{Lock: w.lock, Jobs: 4, hooks: d.hooks(0)})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if st.Size >= flushEvery {
+		t.Fatalf("the fixture's bundle has %d bytes, over flushEvery: background syncs would blur the test", st.Size)
 	}
 	if want := []string{"sync", "rename"}; !slices.Equal(d.events, want) {
 		t.Fatalf("disk operations %v, want %v", d.events, want)
