@@ -39,6 +39,10 @@ fuzz: ## a short run of every fuzz target (FUZZTIME=10s each; longer runs: docs/
 	  done; \
 	done
 
+.PHONY: mutants
+mutants: ## break each promise of docs/reliability.md once (testdata/mutants/*.patch) and expect red; MUTANT=word picks some
+	testdata/mutants/run $(MUTANT)
+
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: run 'gofmt -w .'" && exit 1)

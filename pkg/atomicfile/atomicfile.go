@@ -15,14 +15,28 @@ import (
 // A symlink is followed, so the file it points at is replaced and the link
 // kept. A target that exists and is no regular file (/dev/null, /dev/stdout,
 // a FIFO) is written straight to: renaming over it would replace the device.
-func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err error) {
+func Write(path string, perm os.FileMode, fill func(w io.Writer) error) error {
+	return write(path, perm, fill, osDisk)
+}
+
+// disk is what write asks of the file system where the order matters for
+// durability: the temporary file is synced before it is renamed into
+// place. Tests record it.
+type disk struct {
+	sync   func(f *os.File) error
+	rename func(oldpath, newpath string) error
+}
+
+var osDisk = disk{sync: (*os.File).Sync, rename: os.Rename}
+
+func write(path string, perm os.FileMode, fill func(w io.Writer) error, d disk) (err error) {
 	if fi, lerr := os.Lstat(path); lerr == nil {
 		if fi.Mode()&os.ModeSymlink != 0 {
 			real, err := filepath.EvalSymlinks(path)
 			if err != nil {
 				return fmt.Errorf("writing %s: %w", path, err)
 			}
-			return Write(real, perm, fill)
+			return write(real, perm, fill, d)
 		}
 		if !fi.Mode().IsRegular() {
 			if fi.IsDir() {
@@ -51,13 +65,13 @@ func Write(path string, perm os.FileMode, fill func(w io.Writer) error) (err err
 	if err := tmp.Chmod(perm); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := d.sync(tmp); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := d.rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

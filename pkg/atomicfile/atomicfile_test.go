@@ -17,18 +17,56 @@ func TestWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A failing fill leaves the old content and no temp file.
+	boom := errors.New("boom")
 	err := Write(p, 0o644, func(w io.Writer) error {
 		io.WriteString(w, "half")
-		return errors.New("boom")
+		return boom
 	})
-	if err == nil {
-		t.Fatal("want the fill's error")
+	if !errors.Is(err, boom) {
+		t.Fatalf("Write = %v, want the fill's error", err)
 	}
 	if b, _ := os.ReadFile(p); string(b) != "one" {
 		t.Errorf("after a failed write the file holds %q, want the old content", b)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("temp files left behind: %v", entries)
+	}
+}
+
+// The new content is on disk before it takes the final name: the temporary
+// file is synced, then renamed, and a failed sync leaves the old content.
+func TestWriteSyncsBeforeTheRename(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "out.yaml")
+	if err := WriteBytes(p, 0o644, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	d := disk{
+		sync: func(f *os.File) error {
+			events = append(events, "sync")
+			return f.Sync()
+		},
+		rename: func(oldpath, newpath string) error {
+			events = append(events, "rename")
+			return os.Rename(oldpath, newpath)
+		},
+	}
+	fill := func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }
+	if err := write(p, 0o644, fill, d); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(events, ", "); got != "sync, rename" {
+		t.Fatalf("disk operations: %s; want sync, rename", got)
+	}
+
+	eio := errors.New("input/output error")
+	d.sync = func(*os.File) error { return eio }
+	newer := func(w io.Writer) error { _, err := io.WriteString(w, "newer"); return err }
+	if err := write(p, 0o644, newer, d); !errors.Is(err, eio) {
+		t.Fatalf("write with a failing sync = %v, want the sync's error", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "new" {
+		t.Errorf("after a failed sync the file holds %q, want the previous content", b)
 	}
 }
 

@@ -17,6 +17,7 @@ const flushEvery = 64 << 20
 // merely starting writeback early (sync_file_range) did not lower it.
 type flusher struct {
 	sync    func() error
+	every   int64
 	pending atomic.Int64
 	kick    chan struct{}
 	done    chan struct{}
@@ -28,7 +29,7 @@ type flusher struct {
 }
 
 func startFlusher(sync func() error) *flusher {
-	fl := &flusher{sync: sync, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	fl := &flusher{sync: sync, every: flushEvery, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		defer close(fl.done)
 		for range fl.kick {
@@ -44,7 +45,7 @@ func startFlusher(sync func() error) *flusher {
 // wrote counts n bytes written and wakes the background sync when enough
 // have piled up; it never waits for the sync.
 func (fl *flusher) wrote(n int64) {
-	if fl.pending.Add(n) < flushEvery {
+	if fl.pending.Add(n) < fl.every {
 		return
 	}
 	select {

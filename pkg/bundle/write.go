@@ -55,6 +55,14 @@ type hooks struct {
 	// committing runs between the rename into place and the close, in
 	// whichever order the platform does them.
 	committing func()
+	// sync and rename, when set, stand in for the partial file's fsync
+	// (background and final) and for its rename into place, so that a
+	// test sees their order and can make a sync fail.
+	sync   func(f *os.File) error
+	rename func(oldpath, newpath string) error
+	// flushEvery, when set, replaces flushEvery, so that a small test
+	// bundle is synced in the background too.
+	flushEvery int64
 }
 
 func (h hooks) run(f func()) {
@@ -272,7 +280,10 @@ func (w *writer) open(path string) (finished bool, err error) {
 		return false, fmt.Errorf("creating %s (%d bytes): %w", w.partial, w.plan.size, err)
 	}
 	w.done = done
-	w.flush = startFlusher(f.Sync)
+	w.flush = startFlusher(func() error { return w.sync() })
+	if w.hooks.flushEvery > 0 {
+		w.flush.every = w.hooks.flushEvery
+	}
 	// The journal is written afresh, dropping torn lines.
 	w.journal, err = createJournal(jpath, w.plan.hash, done)
 	return false, err
@@ -295,7 +306,7 @@ func (w *writer) commit(path string) error {
 	if err := w.flush.stop(); err != nil {
 		return fmt.Errorf("writing %s: %w", w.partial, err)
 	}
-	if err := w.f.Sync(); err != nil {
+	if err := w.sync(); err != nil {
 		return fmt.Errorf("writing %s: %w", w.partial, err)
 	}
 	// The journal goes while the lock is held: once the file has moved,
@@ -306,7 +317,11 @@ func (w *writer) commit(path string) error {
 	// Where it can, the file moves while still open and locked: closed
 	// first, a waiting run could lock and truncate it before the rename.
 	rename := func() error {
-		if err := os.Rename(w.partial, path); err != nil {
+		mv := os.Rename
+		if w.hooks.rename != nil {
+			mv = w.hooks.rename
+		}
+		if err := mv(w.partial, path); err != nil {
 			return fmt.Errorf("writing %s: %w", path, err)
 		}
 		return nil
@@ -332,6 +347,14 @@ func (w *writer) commit(path string) error {
 	}
 	syncDir(filepath.Dir(path))
 	return nil
+}
+
+// sync flushes the partial file to disk.
+func (w *writer) sync() error {
+	if w.hooks.sync != nil {
+		return w.hooks.sync(w.f)
+	}
+	return w.f.Sync()
 }
 
 // blob fills one blob's region: kept from the previous run when journaled

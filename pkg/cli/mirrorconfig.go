@@ -17,6 +17,8 @@ type mirrorConfigOptions struct {
 	format     string
 	outputDir  string
 	outputFile string
+	insecure   []string
+	caCerts    []string
 }
 
 func newMirrorConfigCmd(root *rootOptions) *cobra.Command {
@@ -33,13 +35,22 @@ layout; containerd needs config_path set to DIR) into --output-dir DIR.
 --format crio prints containers-registries.conf v2 entries, or writes them to
 --output-file FILE. (-o PATH still names either, with a notice.)
 
+A mirror that serves plain HTTP: --insecure-registry HOST[:PORT] (containerd gets an
+http:// host, CRI-O insecure = true). A mirror whose certificate a private CA signed:
+--registry-ca-cert FILE (containerd's hosts.toml names FILE by its absolute path, where
+every node must have it; for CRI-O the output says where on the node it goes).
+
 A mirror keeps the repository path, so images relocated with --layout flat cannot
 be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
 		Example: `  # containerd: one hosts.toml per source registry
   ferry mirror-config --lock relocated.lock.yaml --format containerd --output-dir /etc/containerd/certs.d
 
   # CRI-O: a drop-in registries.conf
-  ferry mirror-config --lock relocated.lock.yaml --format crio --output-file /etc/containers/registries.conf.d/50-ferry.conf`,
+  ferry mirror-config --lock relocated.lock.yaml --format crio --output-file /etc/containers/registries.conf.d/50-ferry.conf
+
+  # a mirror with a certificate from the company CA, another over plain HTTP
+  ferry mirror-config --lock relocated.lock.yaml --format containerd --output-dir certs.d \
+    --registry-ca-cert /etc/pki/company-ca.pem --insecure-registry lab.internal:5000`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -52,6 +63,8 @@ be expressed: that is an error. See docs/mirror-config.md for the caveats.`,
 	f.StringVar(&o.outputFile, "output-file", "", "crio: file to write instead of stdout")
 	addOutput(cmd, &o.out, nil, "--output-dir or --output-file")
 	completeWords(cmd, "format", "containerd", "crio")
+	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "HOST[:PORT] of a mirror that serves plain HTTP (repeatable)")
+	f.StringArrayVar(&o.caCerts, "registry-ca-cert", nil, "PEM file of a CA that signed a mirror's certificate, at the same path on the nodes (repeatable)")
 	return cmd
 }
 
@@ -67,8 +80,9 @@ func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.lockFile, err)
 	}
+	mo := mirrorconfig.Options{InsecureHosts: o.insecure, CACertFiles: o.caCerts}
 	if o.format == "containerd" {
-		written, err := mirrorconfig.WriteContainerd(o.outputDir, regs)
+		written, err := mirrorconfig.WriteContainerd(o.outputDir, regs, mo)
 		for _, p := range written {
 			o.root.say(stderr, "wrote %s", p)
 		}
@@ -78,9 +92,9 @@ func (o *mirrorConfigOptions) run(cmd *cobra.Command, stdout, stderr io.Writer) 
 		return err
 	}
 	if o.outputFile == "" || o.outputFile == "-" {
-		return mirrorconfig.RegistriesConf(stdout, regs)
+		return mirrorconfig.RegistriesConf(stdout, regs, mo)
 	}
-	if err := atomicfile.Write(o.outputFile, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs) }); err != nil {
+	if err := atomicfile.Write(o.outputFile, 0o644, func(w io.Writer) error { return mirrorconfig.RegistriesConf(w, regs, mo) }); err != nil {
 		return err
 	}
 	o.root.say(stderr, "wrote %s", o.outputFile)

@@ -26,6 +26,29 @@ func TestMirrorConfigCLI(t *testing.T) {
 			t.Errorf("stderr does not name the files written: %q", stderr)
 		}
 	})
+	t.Run("plain HTTP and a private CA", func(t *testing.T) {
+		dir := t.TempDir()
+		ca := filepath.Join(t.TempDir(), "ca.pem")
+		if err := os.WriteFile(ca, []byte(testCAPEM), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "containerd", "-o", dir,
+			"--insecure-registry", "other.internal:5000", "--registry-ca-cert", ca)
+		if code != 0 || stdout != "" {
+			t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "registry.k8s.io", "hosts.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `[host."http://other.internal:5000/v2/k8s"]`) || !strings.Contains(string(b), `ca = "`+ca+`"`) {
+			t.Errorf("registry.k8s.io/hosts.toml:\n%s", b)
+		}
+		stdout, stderr, code = runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "crio", "--insecure-registry", "other.internal:5000")
+		if code != 0 || !strings.Contains(stdout, "location = \"other.internal:5000/k8s\"\npull-from-mirror = \"digest-only\"\ninsecure = true\n") {
+			t.Errorf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+		}
+	})
 	t.Run("crio to stdout", func(t *testing.T) {
 		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "crio")
 		if code != 0 || !strings.Contains(stdout, `pull-from-mirror = "digest-only"`) {
@@ -72,6 +95,7 @@ func TestMirrorConfigCLIErrors(t *testing.T) {
 		{"crio with a dir", []string{"mirror-config", "--lock", flat, "--format", "crio", "--output-dir", "d"}, 2, "pass --output-file FILE, not --output-dir"},
 		{"crio legacy and new", []string{"mirror-config", "--lock", flat, "--format", "crio", "-o", "a.conf", "--output-file", "b.conf"}, 2, "give only --output-file"},
 		{"flat layout", []string{"mirror-config", "--lock", flat, "--format", "crio"}, 1, "--layout path"},
+		{"CA not PEM", []string{"mirror-config", "--lock", filepath.Join("..", "mirrorconfig", "testdata", "relocated.lock.yaml"), "--format", "crio", "--registry-ca-cert", flat}, 1, "no PEM certificate"},
 		{"missing lock", []string{"mirror-config", "--lock", "/nonexistent.yaml", "--format", "crio"}, 1, "reading lock"},
 	}
 	for _, tt := range tests {
@@ -83,3 +107,17 @@ func TestMirrorConfigCLIErrors(t *testing.T) {
 		})
 	}
 }
+
+// testCAPEM is a self-signed CA certificate (ECDSA P-256, valid 2025-2125,
+// key thrown away), for flags that want a CA file.
+const testCAPEM = `-----BEGIN CERTIFICATE-----
+MIIBYjCCAQmgAwIBAgIBATAKBggqhkjOPQQDAjAYMRYwFAYDVQQDEw1mZXJyeSB0
+ZXN0IENBMCAXDTI1MDEwMTAwMDAwMFoYDzIxMjUwMTAxMDAwMDAwWjAYMRYwFAYD
+VQQDEw1mZXJyeSB0ZXN0IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEOZ8y
+mHXZ1DAE6Tuf1cUt/AJRitNPjqSuFN1trVAK4rIrowigWMetoOHv5MCU2CnsPyGJ
+jQDe25DxJdlpFekKRKNCMEAwDgYDVR0PAQH/BAQDAgIEMA8GA1UdEwEB/wQFMAMB
+Af8wHQYDVR0OBBYEFBr0cif2hAxRiPZzQfcu6zRmQ9CqMAoGCCqGSM49BAMCA0cA
+MEQCICTT93jdAvzEcy+jZbxlpUc7b+d9hoe+fqC77ixjxMTkAiBEHcNLbbpLFLVk
+8LKntSs/+aZThlSd6bZy0zxUjs/pAw==
+-----END CERTIFICATE-----
+`

@@ -6,6 +6,8 @@ package mirrorconfig
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -70,6 +72,77 @@ func (e *LayoutError) Error() string {
 
 // ErrNothingRelocated is returned for a lock without relocated entries.
 var ErrNothingRelocated = fmt.Errorf("the lock has no relocated images: write it with ferry unpkg or ferry relocate --lock-output")
+
+// Options say how nodes reach the registries: ferry's own
+// --insecure-registry and --registry-ca-cert, for a mirror that serves
+// plain HTTP or a certificate of a private CA.
+type Options struct {
+	// InsecureHosts are registries ("host" or "host:port"; a host without
+	// a port stands for every port) that serve plain HTTP: containerd gets
+	// an http:// host, CRI-O insecure = true.
+	InsecureHosts []string
+	// CACertFiles are PEM files of CAs that signed the mirrors'
+	// certificates. containerd's hosts.toml names each by its absolute path,
+	// where the nodes must find it too; for CRI-O the output says where
+	// to put them (containers-certs.d(5)).
+	CACertFiles []string
+}
+
+// check refuses a host with a scheme or path and a CA file that holds no
+// PEM certificate, and makes the CA paths absolute.
+func (o Options) check() (Options, error) {
+	for _, h := range o.InsecureHosts {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			return o, fmt.Errorf("--insecure-registry %q: want a host or host:port, without scheme or path", h)
+		}
+	}
+	var abs []string
+	for _, f := range o.CACertFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return o, fmt.Errorf("--registry-ca-cert: %w", err)
+		}
+		if !hasCert(b) {
+			return o, fmt.Errorf("--registry-ca-cert %s: no PEM certificate in it; give the CA's certificate (-----BEGIN CERTIFICATE-----)", f)
+		}
+		a, err := filepath.Abs(f)
+		if err != nil {
+			return o, fmt.Errorf("--registry-ca-cert %s: %w", f, err)
+		}
+		abs = append(abs, a)
+	}
+	o.CACertFiles = abs
+	return o, nil
+}
+
+func hasCert(b []byte) bool {
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return false
+		}
+		if blk.Type == "CERTIFICATE" {
+			if _, err := x509.ParseCertificate(blk.Bytes); err == nil {
+				return true
+			}
+		}
+	}
+}
+
+// insecure reports whether host ("host" or "host:port") was named plain HTTP.
+func (o Options) insecure(host string) bool {
+	name := host
+	if i := strings.LastIndex(host, ":"); i > 0 && !strings.HasSuffix(host, "]") {
+		name = host[:i]
+	}
+	for _, h := range o.InsecureHosts {
+		if h == host || h == name {
+			return true
+		}
+	}
+	return false
+}
 
 // dockerHub is how references name Docker Hub once normalised.
 const dockerHub = "index.docker.io"
@@ -149,8 +222,10 @@ func FromLock(l *lock.File) ([]Registry, error) {
 }
 
 // HostsTOML renders containerd's hosts.toml for one source registry: the
-// mirrors first, in order, then the registry itself as fallback.
-func HostsTOML(r Registry) []byte {
+// mirrors first, in order, then the registry itself as fallback. A mirror
+// named in o.InsecureHosts is reached over plain HTTP; the others trust
+// o.CACertFiles besides the system's CAs.
+func HostsTOML(r Registry, o Options) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Written by ferry mirror-config: pulls of %s images try the relocated\n", r.Host)
 	fmt.Fprintf(&b, "# registry first and fall back to %s itself.\n", r.Host)
@@ -158,26 +233,52 @@ func HostsTOML(r Registry) []byte {
 		b.WriteString("# The lock relocated this registry's images under several prefixes; containerd\n")
 		b.WriteString("# tries each host in turn until one has the image.\n")
 	}
-	fmt.Fprintf(&b, "server = %s\n", strconv.Quote(r.Server))
+	server := r.Server
+	if o.insecure(r.Host) {
+		server = "http://" + strings.TrimPrefix(server, "https://")
+	}
+	fmt.Fprintf(&b, "server = %s\n", strconv.Quote(server))
 	for _, m := range r.Mirrors {
 		fmt.Fprintf(&b, "\n# %d image(s) of the lock, e.g. %s\n", len(m.Images), m.Images[0])
-		if m.Prefix == "" {
-			fmt.Fprintf(&b, "[host.%s]\n", strconv.Quote("https://"+m.Host))
-			b.WriteString("  capabilities = [\"pull\", \"resolve\"]\n")
-			continue
+		scheme := "https://"
+		if o.insecure(m.Host) {
+			scheme = "http://"
+			b.WriteString("# Plain HTTP (--insecure-registry).\n")
 		}
-		// With override_path the URL path is the API root, so the prefix
-		// goes between /v2 and the repository path.
-		fmt.Fprintf(&b, "[host.%s]\n", strconv.Quote("https://"+m.Host+"/v2/"+m.Prefix))
+		if m.Prefix == "" {
+			fmt.Fprintf(&b, "[host.%s]\n", strconv.Quote(scheme+m.Host))
+		} else {
+			// With override_path the URL path is the API root, so the prefix
+			// goes between /v2 and the repository path.
+			fmt.Fprintf(&b, "[host.%s]\n", strconv.Quote(scheme+m.Host+"/v2/"+m.Prefix))
+		}
 		b.WriteString("  capabilities = [\"pull\", \"resolve\"]\n")
-		b.WriteString("  override_path = true\n")
+		if m.Prefix != "" {
+			b.WriteString("  override_path = true\n")
+		}
+		if scheme == "https://" && len(o.CACertFiles) > 0 {
+			// On the nodes, at this very path (--registry-ca-cert).
+			q := make([]string, len(o.CACertFiles))
+			for i, f := range o.CACertFiles {
+				q[i] = strconv.Quote(f)
+			}
+			if len(q) == 1 {
+				fmt.Fprintf(&b, "  ca = %s\n", q[0])
+			} else {
+				fmt.Fprintf(&b, "  ca = [%s]\n", strings.Join(q, ", "))
+			}
+		}
 	}
 	return b.Bytes()
 }
 
 // WriteContainerd writes DIR/<registry>/hosts.toml for every registry, each
 // file atomically.
-func WriteContainerd(dir string, regs []Registry) ([]string, error) {
+func WriteContainerd(dir string, regs []Registry, o Options) ([]string, error) {
+	o, err := o.check()
+	if err != nil {
+		return nil, err
+	}
 	var written []string
 	for _, r := range regs {
 		sub := filepath.Join(dir, r.Host)
@@ -185,7 +286,7 @@ func WriteContainerd(dir string, regs []Registry) ([]string, error) {
 			return written, fmt.Errorf("writing hosts.toml for %s: %w", r.Host, err)
 		}
 		path := filepath.Join(sub, "hosts.toml")
-		if err := atomicfile.WriteBytes(path, 0o644, HostsTOML(r)); err != nil {
+		if err := atomicfile.WriteBytes(path, 0o644, HostsTOML(r, o)); err != nil {
 			return written, err
 		}
 		written = append(written, path)
@@ -195,18 +296,36 @@ func WriteContainerd(dir string, regs []Registry) ([]string, error) {
 
 // RegistriesConf renders CRI-O's (containers-registries.conf v2) entries: one
 // [[registry]] per source registry with its mirrors. Mirrors serve pulls by
-// digest only, since tags at the relocated registry may differ.
-func RegistriesConf(w io.Writer, regs []Registry) error {
+// digest only, since tags at the relocated registry may differ. A registry
+// named in o.InsecureHosts gets insecure = true; where CRI-O looks for
+// o.CACertFiles is said in a comment, since registries.conf cannot name them.
+func RegistriesConf(w io.Writer, regs []Registry, o Options) error {
+	o, err := o.check()
+	if err != nil {
+		return err
+	}
 	var b bytes.Buffer
 	b.WriteString("# Written by ferry mirror-config: containers-registries.conf(5) version 2.\n")
 	b.WriteString("# Pulls by digest try the relocated registry first, then the source registry.\n")
 	for _, r := range regs {
 		fmt.Fprintf(&b, "\n[[registry]]\nprefix = %s\nlocation = %s\n", strconv.Quote(r.Host), strconv.Quote(r.Host))
+		if o.insecure(r.Host) {
+			b.WriteString("insecure = true\n")
+		}
 		for _, m := range r.Mirrors {
 			fmt.Fprintf(&b, "\n# %d image(s) of the lock, e.g. %s\n", len(m.Images), m.Images[0])
+			insecure := o.insecure(m.Host)
+			if !insecure {
+				for _, f := range o.CACertFiles {
+					fmt.Fprintf(&b, "# CA (--registry-ca-cert): copy %s to /etc/containers/certs.d/%s/ on each node, named *.crt\n", f, m.Host)
+				}
+			}
 			fmt.Fprintf(&b, "[[registry.mirror]]\nlocation = %s\npull-from-mirror = \"digest-only\"\n", strconv.Quote(m.Location()))
+			if insecure {
+				b.WriteString("insecure = true\n")
+			}
 		}
 	}
-	_, err := w.Write(b.Bytes())
+	_, err = w.Write(b.Bytes())
 	return err
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/google/go-cmp/cmp"
 )
@@ -74,12 +76,72 @@ func TestMirrorFromLock(t *testing.T) {
 }
 
 func TestMirrorContainerdGolden(t *testing.T) {
+	containerdGolden(t, Options{}, "containerd.golden")
+}
+
+// A mirror serving plain HTTP, or a certificate of a private CA, is
+// configured from ferry's own flags: containerd gets an http:// host or
+// the CA's path; CRI-O gets insecure = true or where to put the CA.
+func TestMirrorInsecureAndPrivateCA(t *testing.T) {
+	ca, _, _ := testutil.WriteTLS(t, t.TempDir())
+	o := Options{InsecureHosts: []string{"other.internal:5000", "quay.io"}, CACertFiles: []string{ca}}
+	containerdGolden(t, o, "containerd-insecure-ca.golden")
+
+	regs, err := FromLock(readLock(t, "relocated.lock.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := RegistriesConf(&b, regs, o); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "crio-insecure-ca.golden", bytes.ReplaceAll(b.Bytes(), []byte(ca), []byte("/CA.pem")))
+
+	// A host without a port stands for every port.
+	got := string(HostsTOML(regs[len(regs)-1], Options{InsecureHosts: []string{"other.internal"}}))
+	if !strings.Contains(got, `[host."http://other.internal:5000/v2/k8s"]`) || !strings.Contains(got, `[host."https://registry.internal/v2/mirror"]`) {
+		t.Errorf("--insecure-registry other.internal:\n%s", got)
+	}
+}
+
+func TestMirrorOptionsRefused(t *testing.T) {
+	regs, err := FromLock(readLock(t, "relocated.lock.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"scheme", Options{InsecureHosts: []string{"http://registry.internal"}}, "without scheme or path"},
+		{"missing CA", Options{CACertFiles: []string{filepath.Join(t.TempDir(), "nope.pem")}}, "no such file"},
+		{"not PEM", Options{CACertFiles: []string{notPEM}}, "no PEM certificate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, werr := WriteContainerd(t.TempDir(), regs, tt.o)
+			cerr := RegistriesConf(io.Discard, regs, tt.o)
+			for _, err := range []error{werr, cerr} {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("err = %v, want one saying %q", err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func containerdGolden(t *testing.T, o Options, name string) {
+	t.Helper()
 	regs, err := FromLock(readLock(t, "relocated.lock.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	written, err := WriteContainerd(dir, regs)
+	written, err := WriteContainerd(dir, regs, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +167,11 @@ func TestMirrorContainerdGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "containerd.golden", all.Bytes())
+	out := all.Bytes()
+	for _, ca := range o.CACertFiles {
+		out = bytes.ReplaceAll(out, []byte(ca), []byte("/CA.pem"))
+	}
+	golden(t, name, out)
 }
 
 func TestMirrorCRIOGolden(t *testing.T) {
@@ -114,7 +180,7 @@ func TestMirrorCRIOGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := RegistriesConf(&b, regs); err != nil {
+	if err := RegistriesConf(&b, regs, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "crio.golden", b.Bytes())
@@ -140,7 +206,7 @@ func TestMirrorNothingRelocated(t *testing.T) {
 }
 
 func TestMirrorHostsTOMLWithoutPrefix(t *testing.T) {
-	got := string(HostsTOML(Registry{Host: "gcr.io", Server: "https://gcr.io", Mirrors: []Mirror{{Host: "registry.internal", Images: []string{"gcr.io/a/b:1"}}}}))
+	got := string(HostsTOML(Registry{Host: "gcr.io", Server: "https://gcr.io", Mirrors: []Mirror{{Host: "registry.internal", Images: []string{"gcr.io/a/b:1"}}}}, Options{}))
 	if !strings.Contains(got, `[host."https://registry.internal"]`) || strings.Contains(got, "override_path") {
 		t.Errorf("hosts.toml:\n%s", got)
 	}

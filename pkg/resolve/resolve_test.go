@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -144,7 +146,12 @@ func TestResolveErrors(t *testing.T) {
 }
 
 func TestResolveRefusesPlainHTTPUnlessNamed(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	var served atomic.Int32
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		reg.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
 	c, err := access.New(access.Options{})
@@ -155,6 +162,11 @@ func TestResolveRefusesPlainHTTPUnlessNamed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--insecure-registry "+u.Host) {
 		t.Fatalf("err = %v, want a refusal naming --insecure-registry %s", err, u.Host)
 	}
-	var te interface{ Timeout() bool }
-	_ = errors.As(err, &te)
+	var pe *access.PlainHTTPError
+	if !errors.As(err, &pe) || pe.Host != u.Host {
+		t.Errorf("err = %v, want an *access.PlainHTTPError for %s", err, u.Host)
+	}
+	if n := served.Load(); n != 0 {
+		t.Errorf("%d plain-HTTP requests reached the registry, want none", n)
+	}
 }

@@ -502,8 +502,9 @@ func TestAliasBomb(t *testing.T) {
 // raceEnabled is set by race_test.go: the race detector slows parsing ten-fold.
 var raceEnabled = false
 
-// TestLarge scans a 50 MiB stream (8 MiB under -race); a quadratic step
-// would not finish in time.
+// TestLarge scans a 50 MiB stream (8 MiB under -race) and finds every
+// reference, in the right document. How the cost grows with the size is
+// TestScanGrowsLinearly's to check.
 func TestLarge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
@@ -512,29 +513,8 @@ func TestLarge(t *testing.T) {
 	if raceEnabled {
 		size = 8 << 20
 	}
-	doc := `---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app-%d
-spec:
-  template:
-    spec:
-      containers:
-      - name: app
-        image: registry.example.com/team/app-%d:v1.2.3
-        args: ["--sidecar-image=quay.io/x/sidecar:v%d", "--verbose"]
-        env:
-        - {name: A_VERY_LONG_ENVIRONMENT_VARIABLE_NAME, value: "some value that pads the document"}
-        - {name: ANOTHER_VERY_LONG_ENVIRONMENT_VARIABLE, value: "more padding to reach the size"}
-`
-	var b strings.Builder
-	n := 0
-	for b.Len() < size {
-		fmt.Fprintf(&b, doc, n, n, n)
-		n++
-	}
-	refs, err := Bytes("large.yaml", []byte(b.String()), Options{})
+	data, n := largeStream(size)
+	refs, err := Bytes("large.yaml", data, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

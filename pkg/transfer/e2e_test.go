@@ -288,14 +288,20 @@ func TestUnpkgEndToEnd(t *testing.T) {
 	tarball := filepath.Join(dir, "bundle.tar")
 	mustFerry(t, dir, "pkg", "--lock", lockPath, "-o", tarball, "--insecure-registry", src.Host)
 
+	// The target is reached through a counting proxy: the registry's side
+	// of the wire, not ferry's counters, says what was sent.
+	proxy := testutil.StartFaultProxy(t, air.Host)
 	out := filepath.Join(dir, "relocated.lock.yaml")
-	args := []string{"-v", "unpkg", "-i", tarball, "--repository", air.Host + "/air", "--lock-output", out, "--insecure-registry", air.Host}
+	args := []string{"-v", "unpkg", "-i", tarball, "--repository", proxy.Host + "/air", "--lock-output", out, "--insecure-registry", proxy.Host}
 	r := mustFerry(t, dir, args...)
 	got := note(t, r.Stderr)
 	t.Logf("unpkg: %d unique blobs (%d bytes); uploaded %d (%d bytes), mounted %d (%d bytes)",
 		wantBlobs, wantBytes, got["blobs_uploaded"], got["bytes_uploaded"], got["blobs_mounted"], got["bytes_mounted"])
 	if got["blobs_uploaded"] != int64(wantBlobs) || got["bytes_uploaded"] != wantBytes {
 		t.Errorf("uploaded %d blobs (%d bytes), want %d (%d bytes)", got["blobs_uploaded"], got["bytes_uploaded"], wantBlobs, wantBytes)
+	}
+	if n := proxy.Count(http.MethodPut, testutil.KindUpload, ""); n != wantBlobs {
+		t.Errorf("the registry received %d finished uploads, want %d", n, wantBlobs)
 	}
 	judge(t, air, "air", fixtures)
 	lf, err := lock.Read(out)
@@ -304,16 +310,22 @@ func TestUnpkgEndToEnd(t *testing.T) {
 	}
 	for _, fx := range fixtures {
 		im, ok := lf.Lookup(fx.written)
-		if want := air.Host + "/air/" + fx.repo + "@" + fx.f.Digest; !ok || im.Relocated != want {
+		if want := proxy.Host + "/air/" + fx.repo + "@" + fx.f.Digest; !ok || im.Relocated != want {
 			t.Errorf("lock entry %s relocated to %q, want %s", fx.written, im.Relocated, want)
 		}
 	}
-	mustFerry(t, dir, "verify", "--lock", out, "--insecure-registry", air.Host)
+	mustFerry(t, dir, "verify", "--lock", out, "--insecure-registry", proxy.Host)
 
+	before := len(proxy.Seen())
 	r = mustFerry(t, dir, args...)
 	again := note(t, r.Stderr)
 	if again["blobs_uploaded"] != 0 || again["blobs_mounted"] != 0 || again["manifests_pushed"] != 0 || again["tags_pushed"] != 0 {
 		t.Errorf("second unpkg pushed something: %v", again)
+	}
+	for _, req := range proxy.Seen()[before:] {
+		if req.Method != http.MethodHead && req.Method != http.MethodGet {
+			t.Errorf("second unpkg sent %s %s", req.Method, req.Path)
+		}
 	}
 
 	t.Run("without credentials", func(t *testing.T) {

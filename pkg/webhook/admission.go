@@ -476,7 +476,11 @@ func (h *Handler) validate(req *admissionv1.AdmissionRequest, log *slog.Logger) 
 			pulled = res.Image
 		}
 		if why := h.policy.refuse(m, pulled); why != "" {
-			reasons = append(reasons, fmt.Sprintf("%s image %q %s", c, c.Image, why))
+			desc := asWritten(m, c.Image)
+			if pulled != c.Image {
+				desc = fmt.Sprintf("%q (mapped to %q)", c.Image, pulled)
+			}
+			reasons = append(reasons, fmt.Sprintf("%s image %s %s", c, desc, why))
 		}
 	}
 	if len(reasons) == 0 {
@@ -488,6 +492,20 @@ func (h *Handler) validate(req *admissionv1.AdmissionRequest, log *slog.Logger) 
 	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
 		Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg,
 	}}
+}
+
+// asWritten quotes image for a refusal, with the reference it was written
+// as when a prefix rule made it, or with what the mapping will make of it
+// when the mutating webhook has not run: the user looks for the former in
+// their manifests, and the node pulls the latter.
+func asWritten(m *Mapping, image string) string {
+	if w, ok := m.Written(image); ok {
+		return fmt.Sprintf("%q (mapped to %q)", w, image)
+	}
+	if res := m.Map(image); res.How == ByRule && res.Changed(image) {
+		return fmt.Sprintf("%q (mapped to %q)", image, res.Image)
+	}
+	return fmt.Sprintf("%q", image)
 }
 
 // refuse says why image breaks the policy, or "" when it does not. The image

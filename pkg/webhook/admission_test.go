@@ -214,6 +214,78 @@ func TestWebhookValidate(t *testing.T) {
 	}
 }
 
+// /validate judges every container list: an image in initContainers or
+// ephemeralContainers breaks the policy as one in containers does.
+func TestWebhookValidateEveryContainerList(t *testing.T) {
+	m, err := NewMapping(testLock(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		policy Policy
+		spec   string
+		msg    string
+	}{
+		{"init latest", Policy{DenyLatest: true}, `{"initContainers":[{"name":"i","image":"busybox:latest"}],"containers":[{"name":"c","image":"nginx:1.25"}]}`, `initContainer "i" image "busybox:latest" is tagged "latest"`},
+		{"ephemeral latest", Policy{DenyLatest: true}, `{"containers":[{"name":"c","image":"nginx:1.25"}],"ephemeralContainers":[{"name":"e","image":"busybox"}]}`, `ephemeralContainer "e" image "busybox" has no tag`},
+		{"init unlocked", Policy{RequireLocked: true}, `{"initContainers":[{"name":"i","image":"redis:7"}],"containers":[{"name":"c","image":"nginx:1.25"}]}`, `initContainer "i" image "redis:7" is in no lock`},
+		{"ephemeral unlocked", Policy{RequireLocked: true}, `{"containers":[{"name":"c","image":"nginx:1.25"}],"ephemeralContainers":[{"name":"e","image":"redis:7"}]}`, `ephemeralContainer "e" image "redis:7" is in no lock`},
+	}
+	for _, tt := range tests {
+		for _, k := range []struct{ group, kind, obj string }{
+			{"", "Pod", `{"metadata":{"name":"p"},"spec":` + tt.spec + `}`},
+			{"apps", "Deployment", `{"metadata":{"name":"d"},"spec":{"template":{"spec":` + tt.spec + `}}}`},
+		} {
+			t.Run(tt.name+" "+k.kind, func(t *testing.T) {
+				h := NewHandler(m, tt.policy, nil)
+				_, out := post(t, h, "/validate", reviewFor(k.group, k.kind, k.obj))
+				if out == nil || out.Response == nil {
+					t.Fatal("no response")
+				}
+				r := out.Response
+				if r.Allowed || r.Result == nil {
+					t.Fatalf("allowed = %v, want refused naming %s", r.Allowed, tt.msg)
+				}
+				if !strings.Contains(r.Result.Message, tt.msg) {
+					t.Errorf("message %q lacks %q", r.Result.Message, tt.msg)
+				}
+			})
+		}
+	}
+}
+
+// A refusal names the image as the user wrote it as well as what a prefix
+// rule made of it: the validating webhook sees pods after the mutating one
+// rewrote them, and the user looks for what they wrote.
+func TestWebhookValidateNamesTheImageAsWritten(t *testing.T) {
+	m, err := NewMapping(nil, []Rule{{From: "docker.io", To: "hub.mirror.internal"}, {From: "gcr.io/tekton", To: "registry.internal/tekton"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(m, Policy{DenyLatest: true}, nil)
+	tests := []struct{ image, want string }{
+		{"hub.mirror.internal/library/busybox:latest", `container "c" image "busybox:latest" (mapped to "hub.mirror.internal/library/busybox:latest") is tagged "latest"`},
+		{"hub.mirror.internal/org/tool", `container "c" image "org/tool" (mapped to "hub.mirror.internal/org/tool") has no tag`},
+		{"registry.internal/tekton/controller:latest", `container "c" image "gcr.io/tekton/controller:latest" (mapped to "registry.internal/tekton/controller:latest") is tagged "latest"`},
+		// The mutating webhook did not run: what it would have made of it.
+		{"busybox:latest", `container "c" image "busybox:latest" (mapped to "hub.mirror.internal/library/busybox:latest") is tagged "latest"`},
+		// No rule: the image alone.
+		{"quay.io/x/y:latest", `container "c" image "quay.io/x/y:latest" is tagged "latest"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.image, func(t *testing.T) {
+			_, out := post(t, h, "/validate", reviewFor("", "Pod", `{"spec":{"containers":[{"name":"c","image":"`+tt.image+`"}]}}`))
+			if out == nil || out.Response == nil || out.Response.Result == nil {
+				t.Fatalf("no refusal: %+v", out)
+			}
+			if got := out.Response.Result.Message; !strings.HasPrefix(got, "ferry: "+tt.want) {
+				t.Errorf("message:\n%s\nwant it to start\nferry: %s", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestWebhookBadRequests(t *testing.T) {
 	m, _ := NewMapping(nil, nil)
 	h := NewHandler(m, Policy{DenyLatest: true}, nil)

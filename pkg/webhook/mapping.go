@@ -273,3 +273,40 @@ func (m *Mapping) relocated(image string) bool {
 	}
 	return false
 }
+
+// Written finds the reference a prefix rule turned into image, so that a
+// refusal can name the image as the user wrote it: for the rule
+// docker.io=hub.mirror.internal, "hub.mirror.internal/library/busybox:latest"
+// came from "busybox:latest" (Docker Hub names are given in their short
+// form). ok is false when no rule's destination holds image, or when the
+// reference found would not map back to image.
+func (m *Mapping) Written(image string) (written string, ok bool) {
+	r, err := imageref.Parse(image)
+	if err != nil {
+		return "", false
+	}
+	repo := r.Repo.Name()
+	for _, nr := range m.rules {
+		to := nr.to
+		if tr, err := imageref.Parse(to + "/x"); err == nil {
+			to = strings.TrimSuffix(tr.Repo.Name(), "/x")
+		}
+		if repo != to && !strings.HasPrefix(repo, to+"/") {
+			continue
+		}
+		src := nr.from + strings.TrimPrefix(repo, to)
+		if short, ok := strings.CutPrefix(src, dockerHub+"/"); ok {
+			src = strings.TrimPrefix(short, "library/")
+		}
+		if r.Tag != "" {
+			src += ":" + r.Tag
+		}
+		if r.Digest != "" {
+			src += "@" + r.Digest
+		}
+		if res := m.Map(src); res.How == ByRule && res.Image == image {
+			return src, true
+		}
+	}
+	return "", false
+}
