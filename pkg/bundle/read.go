@@ -25,7 +25,9 @@ type Reader struct {
 	size   int64
 	blobs  map[v1.Hash]section
 	refs   []Ref
-	lock   *lock.File
+	// artifacts are the index.json entries of supply-chain artifacts.
+	artifacts []ArtifactRef
+	lock      *lock.File
 }
 
 var _ graph.Fetcher = (*Reader)(nil)
@@ -218,6 +220,14 @@ func (r *Reader) loadFiles(files map[string]section) error {
 		}
 		if d.Size < 0 || d.Size > graph.MaxManifestSize {
 			return invalidf("index.json manifests[%d]: size %d out of range", i, d.Size)
+		}
+		if _, ok := d.Annotations[AnnotationSubject]; ok {
+			a, err := readArtifactRef(i, d)
+			if err != nil {
+				return err
+			}
+			r.artifacts = append(r.artifacts, a)
+			continue
 		}
 		r.refs = append(r.refs, Ref{Name: d.Annotations[AnnotationRefName], Desc: d})
 	}

@@ -206,8 +206,10 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 			return nil, fmt.Errorf("referrer %s listed for %s@%s: %w", d.Digest, f.src.Repository(), s, err)
 		}
 		d.Annotations = nil
-		if d.ArtifactType == "" {
-			d.ArtifactType = artifactType(n.Raw)
+		// The manifest's own word: some registries report the config's
+		// media type even where the manifest declares an artifactType.
+		if at := artifactType(n.Raw); at != "" {
+			d.ArtifactType = at
 		}
 		out = append(out, Artifact{Subject: s, Kind: KindReferrer, Desc: d, Node: n})
 	}
