@@ -126,3 +126,36 @@ func WalkArtifacts(ctx context.Context, f graph.Fetcher, recorded []lock.Artifac
 	}
 	return out, nil
 }
+
+// ArtifactsOf lists the artifact entries attached to root's manifests and,
+// in turn, to those artifacts, each walked from the bundle.
+func (r *Reader) ArtifactsOf(ctx context.Context, root *graph.Node) ([]Artifact, error) {
+	by := map[v1.Hash][]ArtifactRef{}
+	for _, a := range r.artifacts {
+		by[a.Subject] = append(by[a.Subject], a)
+	}
+	var todo []v1.Hash
+	seen := map[v1.Hash]bool{}
+	for _, m := range root.Manifests() {
+		todo = append(todo, m.Desc.Digest)
+		seen[m.Desc.Digest] = true
+	}
+	var out []Artifact
+	for len(todo) > 0 {
+		s := todo[0]
+		todo = todo[1:]
+		for _, a := range by[s] {
+			n, err := graph.Walk(ctx, r, a.Desc, graph.Options{})
+			if err != nil {
+				return nil, fmt.Errorf("artifact %s of %s: %w", a.Desc.Digest, s, err)
+			}
+			n.Desc.ArtifactType = a.Desc.ArtifactType
+			out = append(out, Artifact{Subject: s, Kind: a.Kind, Tag: a.Tag, Root: n})
+			if !seen[a.Desc.Digest] {
+				seen[a.Desc.Digest] = true
+				todo = append(todo, a.Desc.Digest)
+			}
+		}
+	}
+	return out, nil
+}
