@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/referrer"
 	"github.com/ferry-dev/ferry/pkg/source"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -27,6 +28,7 @@ type pkgOptions struct {
 	lock                    string
 	output                  string
 	includeNonDistributable bool
+	supplyChain             bool
 }
 
 func newPkgCmd(root *rootOptions) *cobra.Command {
@@ -66,6 +68,7 @@ REF is the reference as written in the manifests (see docs/bundle.md).`,
 	cmd.Flags().StringVar(&o.lock, "lock", "", "bundle the images of this lock instead of scanning -f")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "bundle file to write (required)")
 	cmd.Flags().BoolVar(&o.includeNonDistributable, "include-non-distributable", false, "also bundle non-distributable (foreign) layers; left out by default and recorded in the lock")
+	addSupplyChainFlag(cmd, &o.supplyChain)
 	return cmd
 }
 
@@ -86,11 +89,16 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return err
 	}
 	// A finished bundle of this very lock is recognised without a registry.
-	if bundle.Current(ctx, o.output, lf, o.includeNonDistributable) {
+	if !o.supplyChain {
+		for i := range lf.Images {
+			lf.Images[i].Artifacts = nil
+		}
+	}
+	if bundle.CurrentWith(ctx, o.output, lf, bundle.CurrentOptions{IncludeNonDistributable: o.includeNonDistributable, Artifacts: o.supplyChain}) {
 		o.root.log(cmd.ErrOrStderr()).Info("bundle already complete: nothing fetched", "file", o.output, "images", len(lf.Images))
 		return nil
 	}
-	entries, err := walkLock(ctx, client, lf, graph.Options{IncludeNonDistributable: o.includeNonDistributable})
+	entries, err := walkLock(ctx, client, lf, graph.Options{IncludeNonDistributable: o.includeNonDistributable}, o.supplyChain)
 	if err != nil {
 		return err
 	}
@@ -111,10 +119,12 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command) error {
 }
 
 // walkLock fetches every manifest of every lock image, concurrently, and
-// records the non-distributable layers left out in lf.
-func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options) ([]bundle.Entry, error) {
+// records the non-distributable layers left out in lf. With supply, it
+// also finds and records the artifacts attached to each image.
+func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options, supply bool) ([]bundle.Entry, error) {
 	entries := make([]bundle.Entry, len(lf.Images))
 	repos := map[string]*source.Repo{}
+	finders := map[*source.Repo]*referrer.Finder{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(client.Jobs())
 	for i, im := range lf.Images {
@@ -134,14 +144,27 @@ func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo grap
 		if repo == nil {
 			repo = source.New(client, ref.Repo)
 			repos[ref.Repo.Name()] = repo
+			finders[repo] = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, Jobs: client.Jobs()})
 		}
+		finder := finders[repo]
 		desc := v1.Descriptor{Digest: h, Size: im.Size, MediaType: types.MediaType(im.MediaType)}
 		g.Go(func() error {
+			var arts *artifactsOf
+			if supply {
+				arts = findArtifacts(gctx, finder, h)
+			}
 			root, err := graph.Walk(gctx, repo, desc, wo)
 			if err != nil {
 				return fmt.Errorf("fetching manifests of %q (%s@%s): %w", im.Image, ref.Repo, im.Digest, err)
 			}
 			entries[i] = bundle.Entry{Name: im.Image, Root: root, Fetcher: repo}
+			if supply {
+				found, err := arts.and(gctx, root)
+				if err != nil {
+					return fmt.Errorf("finding signatures, attestations and referrers of %q (%s@%s): %w (--supply-chain=false leaves them out)", im.Image, ref.Repo, im.Digest, err)
+				}
+				entries[i].Artifacts = found
+			}
 			return nil
 		})
 	}
@@ -155,6 +178,7 @@ func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo grap
 		}
 		slices.Sort(left)
 		lf.Images[i].NonDistributable = left
+		lf.Images[i].Artifacts = bundle.LockArtifacts(e.Artifacts)
 	}
 	return entries, nil
 }

@@ -66,6 +66,7 @@ type relocateOptions struct {
 	reg    registryFlags
 	target targetFlags
 	lock   string
+	supply bool
 }
 
 func newRelocateCmd(root *rootOptions) *cobra.Command {
@@ -99,6 +100,7 @@ by digest. With --lock, nothing but the relocated lock is printed (or written wi
 	o.reg.add(cmd.Flags())
 	o.target.add(cmd.Flags())
 	cmd.Flags().StringVar(&o.lock, "lock", "", "lock file of the images to copy (instead of -f)")
+	addSupplyChainFlag(cmd, &o.supply)
 	return cmd
 }
 
@@ -118,6 +120,15 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 	entries, err := registryEntries(client, lf)
 	if err != nil {
 		return err
+	}
+	if o.supply {
+		if err := withArtifacts(ctx, client, lf, entries); err != nil {
+			return err
+		}
+	} else {
+		for i := range entries {
+			entries[i].Image.Artifacts = nil
+		}
 	}
 	ro.Progress = o.root.progress(stderr)
 	out, res, err := transfer.Relocate(ctx, client, entries, ro)

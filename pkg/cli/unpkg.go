@@ -16,6 +16,7 @@ type unpkgOptions struct {
 	reg    registryFlags
 	target targetFlags
 	input  string
+	supply bool
 }
 
 func newUnpkgCmd(root *rootOptions) *cobra.Command {
@@ -47,6 +48,7 @@ for where images land.`,
 	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file made by 'ferry pkg' (required)")
 	o.target.add(cmd.Flags())
 	o.reg.add(cmd.Flags())
+	addSupplyChainFlag(cmd, &o.supply)
 	return cmd
 }
 
@@ -67,7 +69,7 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 		return err
 	}
 	defer r.Close()
-	entries, err := bundleEntries(ctx, r)
+	entries, err := bundleEntries(ctx, r, o.supply)
 	if err != nil {
 		return err
 	}
@@ -83,7 +85,7 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 // bundleEntries pairs each image of the bundle with its lock entry, which
 // says where it came from and so where it lands. A bundle from another
 // tool has no lock: its reference names stand in.
-func bundleEntries(ctx context.Context, r *bundle.Reader) ([]transfer.Entry, error) {
+func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transfer.Entry, error) {
 	lf := r.Lock()
 	var entries []transfer.Entry
 	for _, ref := range r.Entries() {
@@ -107,7 +109,18 @@ func bundleEntries(ctx context.Context, r *bundle.Reader) ([]transfer.Entry, err
 		if im.Size == 0 {
 			im.Size = ref.Desc.Size
 		}
-		entries = append(entries, transfer.Entry{Image: im, From: r, Root: root})
+		e := transfer.Entry{Image: im, From: r, Root: root}
+		im.Artifacts = nil
+		if supply {
+			arts, err := r.ArtifactsOf(ctx, root)
+			if err != nil {
+				return nil, fmt.Errorf("bundle %s: reading the artifacts of %q: %w", r.Path(), ref.Name, err)
+			}
+			e.Artifacts = toTransfer(arts)
+			im.Artifacts = bundle.LockArtifacts(arts)
+		}
+		e.Image = im
+		entries = append(entries, e)
 	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("bundle %s holds no images", r.Path())
