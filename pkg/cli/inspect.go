@@ -76,6 +76,9 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout io.Wr
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printArtifactTrees(stdout, s.Images); err != nil {
+		return err
+	}
 	_, err = fmt.Fprintf(stdout, "\n%d images, %s in total, %s stored (%s shared across images), bundle file %s\n",
 		len(s.Images), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), humanBytes(s.FileSize))
 	return err

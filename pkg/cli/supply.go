@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"slices"
+	"strings"
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/lock"
@@ -92,6 +95,46 @@ func withArtifacts(ctx context.Context, client *access.Client, lf *lock.File, en
 		entries[i].Root = found[i].Root
 		entries[i].Artifacts = toTransfer(found[i].Artifacts)
 		entries[i].Image.Artifacts = walked.Images[i].Artifacts
+	}
+	return nil
+}
+
+// printArtifactTrees shows, under each image that has any, its
+// signatures, attestations, SBOMs and referrers, each artifact's own below
+// it, as 'cosign tree' does.
+func printArtifactTrees(w io.Writer, images []bundle.ImageSummary) error {
+	var print func(as []bundle.ArtifactSummary, depth int, image string) error
+	print = func(as []bundle.ArtifactSummary, depth int, image string) error {
+		for _, a := range as {
+			line := fmt.Sprintf("%s└─ %s %s", strings.Repeat("   ", depth), a.Kind, a.Digest)
+			if a.Tag != "" {
+				line += " tag " + a.Tag
+			}
+			if a.ArtifactType != "" {
+				line += " type " + a.ArtifactType
+			}
+			if depth == 0 && a.Subject != image {
+				line += " (of platform " + a.Subject + ")"
+			}
+			if _, err := fmt.Fprintln(w, line); err != nil {
+				return err
+			}
+			if err := print(a.Artifacts, depth+1, image); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, im := range images {
+		if len(im.Artifacts) == 0 {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "\n%s\n", im.Name); err != nil {
+			return err
+		}
+		if err := print(im.Artifacts, 0, im.Digest); err != nil {
+			return err
+		}
 	}
 	return nil
 }
