@@ -76,9 +76,17 @@ func (l *indexLocks) lock(key string) func() {
 // someone else's included.
 func (p *pusher) linkReferrer(ctx context.Context, c *conn, j *manifestJob, subject v1.Hash) error {
 	repo := j.repo
-	if api, err := c.hasReferrersAPI(ctx, repo, subject); err != nil {
-		return fmt.Errorf("asking %s for the referrers of %s: %w", repo.Name(), subject, err)
-	} else if api {
+	// Whether a registry has the API is asked once per registry.
+	api, known := p.referrersAPI.Load(repo.RegistryStr())
+	if !known {
+		has, err := c.hasReferrersAPI(ctx, repo, subject)
+		if err != nil {
+			return fmt.Errorf("asking %s for the referrers of %s: %w", repo.Name(), subject, err)
+		}
+		p.referrersAPI.Store(repo.RegistryStr(), has)
+		api = has
+	}
+	if api.(bool) {
 		return nil
 	}
 	tag := subject.Algorithm + "-" + subject.Hex

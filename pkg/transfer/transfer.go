@@ -116,6 +116,8 @@ type pusher struct {
 	count  counters
 	// indexes serialise updates of referrers tag indexes.
 	indexes indexLocks
+	// referrersAPI records, per registry, whether it has the referrers API.
+	referrersAPI sync.Map
 }
 
 // Push puts images into their target repositories. Blobs go first, each
@@ -427,7 +429,9 @@ func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
 		p.count.manifestsPushed.Add(1)
 		pushed = true
 	}
-	if s := subjectOf(j.root.Raw); s != nil && !j.present {
+	// Also when the referrer was there already: a run stopped between its
+	// push and this left it unlisted.
+	if s := subjectOf(j.root.Raw); s != nil {
 		if err := p.linkReferrer(ctx, c, j, s.Digest); err != nil {
 			return pushed, fmt.Errorf("pushing referrer %s of %q: %w", j.root.Desc.Digest, name, err)
 		}

@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/internal/testutil"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// TestCosignVerifiesAfterPkgUnpkg signs and attests, with the real cosign
+// CLI, a multi-arch index, one of its children and a plain image in
+// Debian's registry (no referrers API); carries them with ferry pkg and
+// unpkg into a second registry that never saw the source; and lets cosign
+// verify and verify-attestation judge the copies there.
+func TestCosignVerifiesAfterPkgUnpkg(t *testing.T) {
+	skipShort(t)
+	testutil.Cosign(t)
+	src, dst := testutil.StartRegistry(t), testutil.StartRegistry(t)
+	img := func(arch string, seed uint64) testutil.ImageSpec {
+		return testutil.ImageSpec{OCI: true, Platform: v1.Platform{OS: "linux", Architecture: arch}, Layers: []v1.Layer{testutil.RandomLayer(seed, 32<<10)}}
+	}
+	index := testutil.PushIndex(t, src, "team/app", "v1", testutil.IndexSpec{OCI: true, Images: []testutil.ImageSpec{img("amd64", 1), img("arm64", 2)}})
+	tool := testutil.PushImage(t, src, "team/tool", "v1", img("amd64", 3))
+	child := index.Children[0]
+
+	dir := t.TempDir()
+	env := []string{"COSIGN_PASSWORD=ferry-test", "COSIGN_YES=true"}
+	testutil.RunCosign(t, dir, env, "generate-key-pair")
+	predicate := filepath.Join(dir, "predicate.json")
+	if err := os.WriteFile(predicate, []byte(`{"builder":{"id":"ferry-e2e"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	insecure := []string{"--allow-http-registry", "--allow-insecure-registry"}
+	signed := []string{
+		src.Host + "/team/app@" + index.Digest,
+		src.Host + "/team/app@" + child.Digest,
+		src.Host + "/team/tool@" + tool.Digest,
+	}
+	for _, ref := range signed {
+		testutil.RunCosign(t, dir, env, append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", ref}, insecure...)...)
+	}
+	testutil.RunCosign(t, dir, env, append([]string{"attest", "--key", "cosign.key", "--tlog-upload=false", "--type", "custom", "--predicate", predicate, signed[0]}, insecure...)...)
+
+	manifests := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(manifests, []byte("image: "+src.Host+"/team/app:v1\n---\nimage: "+src.Host+"/team/tool:v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "bundle.tar")
+	testutil.MustFerry(t, dir, "pkg", "-f", manifests, "-o", bundle, "--insecure-registry", src.Host, "--supply-chain")
+	insp := testutil.MustFerry(t, dir, "inspect", "-i", bundle)
+	if !strings.Contains(insp.Stdout, "attestation") || strings.Count(insp.Stdout, "signature") < 3 {
+		t.Errorf("inspect shows no artifact tree with an attestation and three signatures:\n%s", insp.Stdout)
+	}
+	out := filepath.Join(dir, "relocated.lock.yaml")
+	testutil.MustFerry(t, dir, "unpkg", "-i", bundle, "--repository", dst.Host+"/relocated", "--insecure-registry", dst.Host, "--supply-chain", "--lock-output", out)
+	testutil.MustFerry(t, dir, "verify", "--lock", out, "--insecure-registry", dst.Host)
+
+	verify := []string{"--key", "cosign.pub", "--insecure-ignore-tlog=true", "--allow-http-registry", "--allow-insecure-registry"}
+	for _, ref := range []string{
+		dst.Host + "/relocated/team/app@" + index.Digest,
+		dst.Host + "/relocated/team/app@" + child.Digest,
+		dst.Host + "/relocated/team/tool@" + tool.Digest,
+	} {
+		testutil.RunCosign(t, dir, env, append([]string{"verify"}, append(verify, ref)...)...)
+	}
+	testutil.RunCosign(t, dir, env, append([]string{"verify-attestation", "--type", "custom"}, append(verify, dst.Host+"/relocated/team/app@"+index.Digest)...)...)
+
+	// The other platform was never signed: cosign must refuse it, or the
+	// checks above prove nothing.
+	other := dst.Host + "/relocated/team/app@" + index.Children[1].Digest
+	if !testutil.CosignFails(t, dir, env, append([]string{"verify"}, append(verify, other)...)...) {
+		t.Errorf("cosign verify passed on %s, which was never signed", other)
+	}
+}
