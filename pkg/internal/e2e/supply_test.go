@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,5 +74,51 @@ func TestCosignVerifiesAfterPkgUnpkg(t *testing.T) {
 	other := dst.Host + "/relocated/team/app@" + index.Children[1].Digest
 	if !testutil.CosignFails(t, dir, env, append([]string{"verify"}, append(verify, other)...)...) {
 		t.Errorf("cosign verify passed on %s, which was never signed", other)
+	}
+}
+
+// TestSupplyChainDistribution carries the signed set between two of
+// Debian's registries (no referrers API: the tag schema on both sides),
+// with someone else's referrer already listed at the target, and checks
+// that every artifact arrives under its tag or listed for its subject, and
+// that the foreign referrer stays listed.
+func TestSupplyChainDistribution(t *testing.T) {
+	skipShort(t)
+	src, dst := testutil.StartRegistry(t), testutil.StartRegistry(t)
+	s := testutil.SignedSet(t, src)
+	// Someone else's referrer of the index is listed at the target already.
+	sub := s.Index
+	foreign := testutil.PushArtifact(t, dst, "relocated/signed/app", testutil.ArtifactSpec{Subject: &sub, ArtifactType: "application/vnd.example.foreign", Payload: []byte("theirs")})
+	testutil.PushReferrersIndex(t, dst, "relocated/signed/app", s.Index.Digest, foreign)
+
+	dir := t.TempDir()
+	manifests := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(manifests, []byte("image: "+s.Index.Ref+"\n---\nimage: "+s.Image.Ref+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "bundle.tar")
+	testutil.MustFerry(t, dir, "pkg", "-f", manifests, "-o", bundle, "--insecure-registry", src.Host, "--supply-chain")
+	out := filepath.Join(dir, "relocated.lock.yaml")
+	testutil.MustFerry(t, dir, "unpkg", "-i", bundle, "--repository", dst.Host+"/relocated", "--insecure-registry", dst.Host, "--supply-chain", "--lock-output", out)
+	testutil.MustFerry(t, dir, "verify", "--lock", out, "--insecure-registry", dst.Host)
+
+	for _, a := range s.Attached {
+		repo := "relocated/signed/tool"
+		if strings.Contains(a.Artifact.Ref, "/signed/app") {
+			repo = "relocated/signed/app"
+		}
+		if a.Tag != "" {
+			if got := testutil.TagDigest(t, dst, repo, a.Tag); got != a.Artifact.Digest {
+				t.Errorf("%s:%s names %q at the target, want %s", repo, a.Tag, got, a.Artifact.Digest)
+			}
+			continue
+		}
+		listed := testutil.ReferrersIndex(t, dst, repo, a.Subject)
+		if !slices.Contains(listed, a.Artifact.Digest) {
+			t.Errorf("referrer %s not listed for %s in %s: %v", a.Artifact.Digest, a.Subject, repo, listed)
+		}
+		if a.Subject == s.Index.Digest && !slices.Contains(listed, foreign.Digest) {
+			t.Errorf("the foreign referrer %s was dropped from %s's index: %v", foreign.Digest, a.Subject, listed)
+		}
 	}
 }

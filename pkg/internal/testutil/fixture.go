@@ -473,3 +473,44 @@ func PushReferrersIndex(t testing.TB, reg *Registry, repo, subject string, refs 
 func CosignTag(digest, suffix string) string {
 	return strings.Replace(digest, ":", "-", 1) + suffix
 }
+
+// TagDigest returns the digest repo:tag names in reg, "" when absent.
+func TagDigest(t testing.TB, reg *Registry, repo, tag string) string {
+	t.Helper()
+	ref, err := name.NewTag(reg.Ref(repo)+":"+tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(ref, reg.RemoteOptions(t.Context())...)
+	if err != nil {
+		return ""
+	}
+	return d.Digest.String()
+}
+
+// ReferrersIndex lists the digests the referrers tag schema's index for
+// subject holds in reg's repo; none when there is no index.
+func ReferrersIndex(t testing.TB, reg *Registry, repo, subject string) []string {
+	t.Helper()
+	ref, err := name.NewTag(reg.Ref(repo)+":"+strings.Replace(subject, ":", "-", 1), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Get(ref, reg.RemoteOptions(t.Context())...)
+	if err != nil {
+		return nil
+	}
+	var idx struct {
+		Manifests []struct {
+			Digest string `json:"digest"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(d.Manifest, &idx); err != nil {
+		t.Fatalf("the referrers index of %s in %s is not JSON: %v", subject, repo, err)
+	}
+	var out []string
+	for _, m := range idx.Manifests {
+		out = append(out, m.Digest)
+	}
+	return out
+}
