@@ -151,3 +151,40 @@ func TestSupplyChainPkgUnpkgVerify(t *testing.T) {
 		t.Errorf("verify --lock: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+func TestSupplyChainRelocate(t *testing.T) {
+	src, _ := startMem(t, false)
+	dst, _ := startMem(t, true)
+	s := testutil.SignedSet(t, src)
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(mf, []byte("image: "+s.Index.Ref+"\n---\nimage: "+s.Image.Ref+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "relocated.lock.yaml")
+	if _, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.Host+"/mirror", "--insecure-registry", src.Host, "--insecure-registry", dst.Host, "--supply-chain", "--lock-output", out); code != 0 {
+		t.Fatalf("relocate: exit %d:\n%s", code, stderr)
+	}
+	for _, f := range s.All() {
+		repo := strings.SplitN(strings.SplitN(f.Ref, ":", 3)[1], "/", 2)[1]
+		want := attachedAt(t, src.Host, repo, f.Digest)
+		got := attachedAt(t, dst.Host, "mirror/"+repo, f.Digest)
+		if len(want) == 0 {
+			t.Fatalf("%s: nothing attached at the source", f.Ref)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s at the target (-source +target):\n%s", f.Ref, diff)
+		}
+	}
+	if stdout, stderr, code := runCLI(t, "", "verify", "--lock", out, "--insecure-registry", dst.Host); code != 0 {
+		t.Errorf("verify --lock: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// Without the flag, nothing but the images, and the lock claims none.
+	bare := filepath.Join(dir, "bare.lock.yaml")
+	if _, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.Host+"/bare", "--insecure-registry", src.Host, "--insecure-registry", dst.Host, "--lock-output", bare); code != 0 {
+		t.Fatalf("relocate without --supply-chain: exit %d:\n%s", code, stderr)
+	}
+	if got := attachedAt(t, dst.Host, "bare/signed/tool", s.Image.Digest); len(got) != 0 {
+		t.Errorf("artifacts pushed without --supply-chain: %v", got)
+	}
+}
