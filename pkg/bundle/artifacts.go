@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -158,4 +159,37 @@ func (r *Reader) ArtifactsOf(ctx context.Context, root *graph.Node) ([]Artifact,
 		}
 	}
 	return out, nil
+}
+
+// verifyArtifacts walks every artifact entry as Verify walks the images:
+// a manifest that cannot be read is a problem of the artifact, a blob
+// absent from the tar is missing, and every digest is noted as used by
+// the artifact (its kind, digest and subject), for the report.
+func (r *Reader) verifyArtifacts(ctx context.Context, bad map[v1.Hash]string, use func(v1.Hash, string), missing map[v1.Hash]string) ([]Problem, error) {
+	var problems []Problem
+	for _, a := range r.artifacts {
+		name := fmt.Sprintf("%s %s of %s", a.Kind, a.Desc.Digest, a.Subject)
+		rec := &recorder{r: r, bad: bad, use: func(h v1.Hash) { use(h, name) }}
+		root, err := graph.Walk(ctx, rec, a.Desc, graph.Options{IncludeNonDistributable: true})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !errors.Is(err, errKnownBad) {
+				problems = append(problems, Problem{Images: []string{name}, Reason: reason(err)})
+			}
+			continue
+		}
+		for _, b := range root.AllBlobs() {
+			use(b.Digest, name)
+			size, present := r.Has(b.Digest)
+			switch {
+			case !present:
+				missing[b.Digest] = "missing from the bundle"
+			case size != b.Size:
+				missing[b.Digest] = fmt.Sprintf("%d bytes in the bundle, its manifest says %d", size, b.Size)
+			}
+		}
+	}
+	return problems, nil
 }

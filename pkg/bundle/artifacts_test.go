@@ -1,7 +1,10 @@
 package bundle
 
 import (
+	"archive/tar"
+	"errors"
 	"io"
+	"os"
 	"log"
 	"net/http"
 	"net/http/httptest"
@@ -156,5 +159,77 @@ func TestBundleCarriesArtifacts(t *testing.T) {
 				t.Error("a lock without artifacts does not recognise the bundle made from it")
 			}
 		})
+	}
+}
+
+// withoutEntry copies the tar at path to a new file, leaving out name.
+func withoutEntry(t *testing.T, path, name string) string {
+	t.Helper()
+	in, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	outPath := path + ".cut.tar"
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	tr, tw := tar.NewReader(in), tar.NewWriter(out)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == name {
+			continue
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return outPath
+}
+
+func TestVerifyChecksArtifacts(t *testing.T) {
+	s, entries, lf := signedWorld(t, false)
+	path := filepath.Join(t.TempDir(), "bundle.tar")
+	if _, err := Write(t.Context(), path, entries, Options{Lock: lf}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(t.Context(), path, VerifyOptions{}); err != nil {
+		t.Fatalf("Verify of a whole bundle: %v", err)
+	}
+	// The payload of the index's signature, only an artifact uses it.
+	sig := s.Attached[0]
+	cut := withoutEntry(t, path, "blobs/sha256/"+strings.TrimPrefix(sig.Artifact.Blobs[1], "sha256:"))
+	_, err := Verify(t.Context(), cut, VerifyOptions{})
+	var ve *VerifyError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Verify without an artifact's blob: %v, want a VerifyError", err)
+	}
+	found := false
+	for _, p := range ve.Problems {
+		if p.Digest == sig.Artifact.Blobs[1] && len(p.Images) == 1 && strings.Contains(p.Images[0], sig.Artifact.Digest) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("problems %+v do not name the missing blob %s and its artifact %s", ve.Problems, sig.Artifact.Blobs[1], sig.Artifact.Digest)
+	}
+	// The artifact's manifest gone.
+	cut = withoutEntry(t, path, "blobs/sha256/"+strings.TrimPrefix(sig.Artifact.Digest, "sha256:"))
+	if _, err := Verify(t.Context(), cut, VerifyOptions{}); !errors.As(err, &ve) {
+		t.Fatalf("Verify without an artifact's manifest: %v, want a VerifyError", err)
 	}
 }
