@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -186,5 +188,71 @@ func TestSupplyChainRelocate(t *testing.T) {
 	}
 	if got := attachedAt(t, dst.Host, "bare/signed/tool", s.Image.Digest); len(got) != 0 {
 		t.Errorf("artifacts pushed without --supply-chain: %v", got)
+	}
+}
+
+// With nothing attached, discovery costs per source repository one tag
+// list and one referrers API request (none after the registry said it has
+// no API), and nothing per manifest.
+func TestSupplyChainAddsFewRequests(t *testing.T) {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind := "other"
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/tags/list"):
+			kind = "tags"
+		case strings.Contains(r.URL.Path, "/referrers/"):
+			kind = "referrers"
+		}
+		mu.Lock()
+		counts[kind]++
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	reg := &testutil.Registry{Host: strings.TrimPrefix(srv.URL, "http://"), Scheme: "http", Transport: http.DefaultTransport, Auth: authn.Anonymous}
+	std := testutil.StandardSet(t, reg, 64<<10)
+	dir := t.TempDir()
+	var refs []string
+	repos := map[string]bool{}
+	for _, f := range std.All() {
+		refs = append(refs, "image: "+f.Ref)
+		repos[strings.SplitN(strings.SplitN(f.Ref, "/", 2)[1], ":", 2)[0]] = true
+	}
+	mf := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(mf, []byte(strings.Join(refs, "\n---\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lockFile := filepath.Join(dir, "images.lock.yaml")
+	if _, stderr, code := runCLI(t, "", "resolve", "-f", mf, "--lock-output", lockFile, "--insecure-registry", reg.Host); code != 0 {
+		t.Fatalf("resolve: exit %d:\n%s", code, stderr)
+	}
+	run := func(flag string) map[string]int {
+		mu.Lock()
+		clear(counts)
+		mu.Unlock()
+		args := []string{"pkg", "--lock", lockFile, "-o", filepath.Join(dir, "b"+flag+".tar"), "--insecure-registry", reg.Host}
+		if flag != "" {
+			args = append(args, flag)
+		}
+		if _, stderr, code := runCLI(t, "", args...); code != 0 {
+			t.Fatalf("pkg %s: exit %d:\n%s", flag, code, stderr)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(counts)
+	}
+	without, with := run(""), run("--supply-chain")
+	t.Logf("requests without --supply-chain %v, with %v, %d repositories", without, with, len(repos))
+	if with["other"] != without["other"] {
+		t.Errorf("--supply-chain changed the other requests: %d, want %d", with["other"], without["other"])
+	}
+	if with["tags"] != len(repos) {
+		t.Errorf("%d tag lists, want one per repository (%d)", with["tags"], len(repos))
+	}
+	if with["referrers"] > len(repos) {
+		t.Errorf("%d referrers API requests, want at most one per repository (%d)", with["referrers"], len(repos))
 	}
 }

@@ -100,8 +100,11 @@ type Finder struct {
 	tags     map[string]bool
 	tagsErr  error
 
-	mu    sync.Mutex
-	noAPI bool
+	mu       sync.Mutex
+	noAPI    bool
+	apiKnown bool
+	// probe lets one lookup at a time ask until apiKnown.
+	probe sync.Mutex
 }
 
 // New returns a Finder for src.
@@ -218,6 +221,16 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 
 // referrers lists s's referrers: from the API, else from the tag schema.
 func (f *Finder) referrers(ctx context.Context, s v1.Hash, tags map[string]bool) ([]v1.Descriptor, error) {
+	// Until the registry has answered once, one lookup asks at a time: a
+	// registry without the API is then asked once, not once per manifest
+	// looked up meanwhile.
+	f.mu.Lock()
+	known := f.apiKnown
+	f.mu.Unlock()
+	if !known {
+		f.probe.Lock()
+		defer f.probe.Unlock()
+	}
 	f.mu.Lock()
 	noAPI := f.noAPI
 	f.mu.Unlock()
@@ -225,10 +238,13 @@ func (f *Finder) referrers(ctx context.Context, s v1.Hash, tags map[string]bool)
 		raw, err := f.src.Referrers(ctx, s)
 		switch {
 		case err == nil:
+			f.mu.Lock()
+			f.apiKnown = true
+			f.mu.Unlock()
 			return parseIndex(raw, fmt.Sprintf("%s answered the referrers API for %s@%s", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s))
 		case f.o.NoAPI != nil && errors.Is(err, f.o.NoAPI):
 			f.mu.Lock()
-			f.noAPI = true
+			f.noAPI, f.apiKnown = true, true
 			f.mu.Unlock()
 		default:
 			return nil, err
