@@ -118,6 +118,10 @@ func TestSupplyChainPkgUnpkgVerify(t *testing.T) {
 		t.Fatalf("pkg rerun with the source down: exit %d:\n%s", code, stderr)
 	}
 
+	// Without the flag unpkg says what it leaves out.
+	if _, stderr, code := runCLI(t, "", "unpkg", "-i", tarball, "--repository", dst.Host+"/bare", "--insecure-registry", dst.Host); code != 0 || !strings.Contains(stderr, "--supply-chain") {
+		t.Errorf("unpkg without --supply-chain: exit %d, no word on the artifacts left out:\n%s", code, stderr)
+	}
 	out := filepath.Join(dir, "relocated.lock.yaml")
 	if _, stderr, code := runCLI(t, "", "unpkg", "-i", tarball, "--repository", dst.Host+"/mirror", "--insecure-registry", dst.Host, "--supply-chain", "--lock-output", out); code != 0 {
 		t.Fatalf("unpkg: exit %d:\n%s", code, stderr)

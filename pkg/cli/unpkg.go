@@ -73,6 +73,9 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 	if err != nil {
 		return err
 	}
+	if n := len(r.Artifacts()); n > 0 && !o.supply {
+		o.root.log(stderr).Warn("the bundle carries signatures, attestations, SBOMs or referrers that are left out: pass --supply-chain to push them", "artifacts", n)
+	}
 	ro.Progress = o.root.progress(stderr)
 	out, res, err := transfer.Relocate(ctx, client, entries, ro)
 	if err != nil {
