@@ -119,7 +119,7 @@ func TestSupplyChainPkgUnpkgVerify(t *testing.T) {
 	}
 
 	// Without the flag unpkg says what it leaves out.
-	if _, stderr, code := runCLI(t, "", "unpkg", "-i", tarball, "--repository", dst.Host+"/bare", "--insecure-registry", dst.Host); code != 0 || !strings.Contains(stderr, "--supply-chain") {
+	if _, stderr, code := runCLI(t, "", "unpkg", "-i", tarball, "--repository", dst.Host+"/bare", "--insecure-registry", dst.Host, "--supply-chain=false"); code != 0 || !strings.Contains(stderr, "--supply-chain") {
 		t.Errorf("unpkg without --supply-chain: exit %d, no word on the artifacts left out:\n%s", code, stderr)
 	}
 	out := filepath.Join(dir, "relocated.lock.yaml")
@@ -187,7 +187,7 @@ func TestSupplyChainRelocate(t *testing.T) {
 	}
 	// Without the flag, nothing but the images, and the lock claims none.
 	bare := filepath.Join(dir, "bare.lock.yaml")
-	if _, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.Host+"/bare", "--insecure-registry", src.Host, "--insecure-registry", dst.Host, "--lock-output", bare); code != 0 {
+	if _, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.Host+"/bare", "--insecure-registry", src.Host, "--insecure-registry", dst.Host, "--lock-output", bare, "--supply-chain=false"); code != 0 {
 		t.Fatalf("relocate without --supply-chain: exit %d:\n%s", code, stderr)
 	}
 	if got := attachedAt(t, dst.Host, "bare/signed/tool", s.Image.Digest); len(got) != 0 {
@@ -237,10 +237,8 @@ func TestSupplyChainAddsFewRequests(t *testing.T) {
 		mu.Lock()
 		clear(counts)
 		mu.Unlock()
-		args := []string{"pkg", "--lock", lockFile, "-o", filepath.Join(dir, "b"+flag+".tar"), "--insecure-registry", reg.Host}
-		if flag != "" {
-			args = append(args, flag)
-		}
+		args := []string{"pkg", "--lock", lockFile, "-o", filepath.Join(dir, "b"+strings.TrimPrefix(flag, "--")+".tar"), "--insecure-registry", reg.Host}
+		args = append(args, flag)
 		if _, stderr, code := runCLI(t, "", args...); code != 0 {
 			t.Fatalf("pkg %s: exit %d:\n%s", flag, code, stderr)
 		}
@@ -248,7 +246,7 @@ func TestSupplyChainAddsFewRequests(t *testing.T) {
 		defer mu.Unlock()
 		return maps.Clone(counts)
 	}
-	without, with := run(""), run("--supply-chain")
+	without, with := run("--supply-chain=false"), run("--supply-chain")
 	t.Logf("requests without --supply-chain %v, with %v, %d repositories", without, with, len(repos))
 	if with["other"] != without["other"] {
 		t.Errorf("--supply-chain changed the other requests: %d, want %d", with["other"], without["other"])
