@@ -69,6 +69,23 @@ func TestCosignVerifiesAfterPkgUnpkg(t *testing.T) {
 	}
 	testutil.RunCosign(t, dir, env, append([]string{"verify-attestation", "--type", "custom"}, append(verify, dst.Host+"/relocated/team/app@"+index.Digest)...)...)
 
+	// cosign tree lists the same artifacts at both ends.
+	for _, at := range []string{"/team/app@" + index.Digest, "/team/app@" + child.Digest, "/team/tool@" + tool.Digest} {
+		before := testutil.RunCosign(t, dir, env, "tree", "--allow-http-registry", "--allow-insecure-registry", src.Host+at)
+		after := testutil.RunCosign(t, dir, env, "tree", "--allow-http-registry", "--allow-insecure-registry", dst.Host+"/relocated"+at)
+		// cosign prints the groups in map order: compare the lines sorted.
+		sorted := func(s string) string {
+			lines := strings.Split(s, "\n")
+			slices.Sort(lines)
+			return strings.Join(lines, "\n")
+		}
+		before = sorted(strings.ReplaceAll(before, src.Host+"/", "REG/"))
+		after = sorted(strings.ReplaceAll(after, dst.Host+"/relocated/", "REG/"))
+		if before != after || !strings.Contains(after, "sha256:") {
+			t.Errorf("cosign tree of %s differs:\nsource:\n%s\ntarget:\n%s", at, before, after)
+		}
+	}
+
 	// The other platform was never signed: cosign must refuse it, or the
 	// checks above prove nothing.
 	other := dst.Host + "/relocated/team/app@" + index.Children[1].Digest
