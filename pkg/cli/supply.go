@@ -18,9 +18,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// supplyChainDefault is whether signatures, attestations, SBOMs and
-// referrers travel unless --supply-chain=false.
-const supplyChainDefault = false
+// supplyChainDefault: signatures, attestations, SBOMs and referrers
+// travel unless --supply-chain=false.
+const supplyChainDefault = true
 
 func addSupplyChainFlag(cmd *cobra.Command, v *bool) {
 	cmd.Flags().BoolVar(v, "supply-chain", supplyChainDefault,
