@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -136,6 +140,63 @@ func TestSupplyChainDistribution(t *testing.T) {
 		}
 		if a.Subject == s.Index.Digest && !slices.Contains(listed, foreign.Digest) {
 			t.Errorf("the foreign referrer %s was dropped from %s's index: %v", foreign.Digest, a.Subject, listed)
+		}
+	}
+}
+
+// TestOrasDiscoversAfterPkgUnpkg attaches OCI 1.1 referrers with the real
+// oras CLI in Debian's registry (oras keeps the referrers tag schema
+// there), carries them with ferry, and lets oras discover judge the
+// copies: in a second Debian registry (ferry keeps the tag schema) and in
+// go-containerregistry's registry with the referrers API.
+func TestOrasDiscoversAfterPkgUnpkg(t *testing.T) {
+	skipShort(t)
+	testutil.Oras(t)
+	src := testutil.StartRegistry(t)
+	img := func(arch string, seed uint64) testutil.ImageSpec {
+		return testutil.ImageSpec{OCI: true, Platform: v1.Platform{OS: "linux", Architecture: arch}, Layers: []v1.Layer{testutil.RandomLayer(seed, 16<<10)}}
+	}
+	index := testutil.PushIndex(t, src, "team/app", "v1", testutil.IndexSpec{OCI: true, Images: []testutil.ImageSpec{img("amd64", 11), img("arm64", 12)}})
+	child := index.Children[1]
+
+	dir := t.TempDir()
+	sbom := filepath.Join(dir, "sbom.spdx.json")
+	if err := os.WriteFile(sbom, []byte(`{"spdxVersion":"SPDX-2.3"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// oras attach prints the digest it pushed; --format go-template keeps
+	// it to that.
+	attach := func(subject, artifactType string) string {
+		out := strings.TrimSpace(testutil.RunOras(t, dir, "attach", "--plain-http", "--artifact-type", artifactType, "--format", "go-template={{.digest}}", subject, "sbom.spdx.json:application/spdx+json"))
+		if !strings.HasPrefix(out, "sha256:") || len(out) != 71 {
+			t.Fatalf("oras attach printed %q, want the digest it pushed", out)
+		}
+		return out
+	}
+	want := map[string][]string{
+		index.Digest: {attach(src.Host+"/team/app@"+index.Digest, "application/spdx+json")},
+		child.Digest: {attach(src.Host+"/team/app@"+child.Digest, "application/vnd.example.scan+json")},
+	}
+
+	manifests := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(manifests, []byte("image: "+src.Host+"/team/app:v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "bundle.tar")
+	testutil.MustFerry(t, dir, "pkg", "-f", manifests, "-o", bundle, "--insecure-registry", src.Host)
+
+	debian := testutil.StartRegistry(t)
+	api := httptest.NewServer(registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(api.Close)
+	for _, host := range []string{debian.Host, strings.TrimPrefix(api.URL, "http://")} {
+		testutil.MustFerry(t, dir, "unpkg", "-i", bundle, "--repository", host+"/relocated", "--insecure-registry", host)
+		for subject, digests := range want {
+			out := testutil.RunOras(t, dir, "discover", "--plain-http", "--format", "json", host+"/relocated/team/app@"+subject)
+			for _, d := range digests {
+				if !strings.Contains(out, d) {
+					t.Errorf("oras discover at %s does not list %s for %s:\n%s", host, d, subject, out)
+				}
+			}
 		}
 	}
 }

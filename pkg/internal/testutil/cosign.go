@@ -32,33 +32,70 @@ func ToolsDir() string {
 	return filepath.Join(d, "ferry-test-tools")
 }
 
-var cosignMu sync.Mutex
+var toolMu sync.Mutex
 
 // Cosign returns the path of the pinned cosign CLI, building it once into
 // ToolsDir (several minutes cold) with go install. It skips the test with
 // -short.
 func Cosign(t testing.TB) string {
 	t.Helper()
+	return goTool(t, "cosign", cosignPackage, CosignVersion)
+}
+
+// OrasVersion is the oras CLI the end-to-end tests judge referrers with.
+const OrasVersion = "v1.3.6"
+
+const orasPackage = "oras.land/oras/cmd/oras"
+
+// Oras returns the path of the pinned oras CLI, built as Cosign is.
+func Oras(t testing.TB) string {
+	t.Helper()
+	return goTool(t, "oras", orasPackage, OrasVersion)
+}
+
+// goTool builds pkg@version once into ToolsDir/name-version and returns
+// the binary's path.
+func goTool(t testing.TB, name, pkg, version string) string {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("needs the cosign CLI: skipped with -short")
+		t.Skipf("needs the %s CLI: skipped with -short", name)
 	}
-	cosignMu.Lock()
-	defer cosignMu.Unlock()
-	dir := filepath.Join(ToolsDir(), "cosign-"+CosignVersion)
-	path := filepath.Join(dir, "cosign")
+	toolMu.Lock()
+	defer toolMu.Unlock()
+	dir := filepath.Join(ToolsDir(), name+"-"+version)
+	path := filepath.Join(dir, name)
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "install", cosignPackage+"@"+CosignVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
+	cmd := exec.CommandContext(ctx, "go", "install", pkg+"@"+version)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("building cosign: GOBIN=%s go install %s@%s: %v\n%s", dir, cosignPackage, CosignVersion, err, out.Bytes())
+		t.Fatalf("building %s: GOBIN=%s go install %s@%s: %v\n%s", name, dir, pkg, version, err, out.Bytes())
 	}
 	return path
+}
+
+// RunOras runs oras with args in dir and fails the test unless it exits
+// 0. It returns stdout.
+func RunOras(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Oras(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("oras %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	t.Logf("oras %s: ok", strings.Join(args, " "))
+	return stdout.String()
 }
 
 // RunCosign runs cosign with args in dir, with env added to the test's
