@@ -144,7 +144,7 @@ func walkLock(ctx context.Context, client *access.Client, lf *lock.File, wo grap
 		if repo == nil {
 			repo = source.New(client, ref.Repo)
 			repos[ref.Repo.Name()] = repo
-			finders[repo] = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, Jobs: client.Jobs()})
+			finders[repo] = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: client.Jobs()})
 		}
 		finder := finders[repo]
 		desc := v1.Descriptor{Digest: h, Size: im.Size, MediaType: types.MediaType(im.MediaType)}

@@ -71,6 +71,12 @@ type Options struct {
 	// NoAPI is the error (checked with errors.Is) that Source.Referrers
 	// wraps when the registry has no referrers API.
 	NoAPI error
+	// NoList is the error (checked with errors.Is) that Source.Tags wraps
+	// when the registry will not list tags; each tag is then asked for
+	// one by one, and ErrNoTag (see NoTag) means it is absent.
+	NoList error
+	// NoTag is the error Source.Tagged wraps for an absent tag.
+	NoTag error
 	// MaxDepth bounds how many levels of artifacts of artifacts are
 	// followed; 0 means DefaultMaxDepth.
 	MaxDepth int
@@ -179,10 +185,13 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 	var out []Artifact
 	for _, c := range cosignSuffixes {
 		tag := TagFor(s, c.suffix)
-		if !tags[tag] {
+		if tags != nil && !tags[tag] {
 			continue
 		}
 		d, raw, err := f.src.Tagged(ctx, tag)
+		if tags == nil && f.o.NoTag != nil && errors.Is(err, f.o.NoTag) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -251,10 +260,13 @@ func (f *Finder) referrers(ctx context.Context, s v1.Hash, tags map[string]bool)
 		}
 	}
 	tag := TagFor(s, "")
-	if !tags[tag] {
+	if tags != nil && !tags[tag] {
 		return nil, nil
 	}
 	_, raw, err := f.src.Tagged(ctx, tag)
+	if tags == nil && f.o.NoTag != nil && errors.Is(err, f.o.NoTag) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -349,10 +361,14 @@ func artifactType(raw []byte) string {
 	return ""
 }
 
-// tagSet lists the repository's tags once.
+// tagSet lists the repository's tags once; nil (and no error) when the
+// registry will not list them, and each tag is asked for by name.
 func (f *Finder) tagSet(ctx context.Context) (map[string]bool, error) {
 	f.tagsOnce.Do(func() {
 		tags, err := f.src.Tags(ctx)
+		if f.o.NoList != nil && errors.Is(err, f.o.NoList) {
+			return
+		}
 		if err != nil {
 			f.tagsErr = err
 			return

@@ -59,7 +59,7 @@ func (w *world) finder(o referrer.Options) *referrer.Finder {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	o.NoAPI = source.ErrNoReferrersAPI
+	o.NoAPI, o.NoList, o.NoTag = source.ErrNoReferrersAPI, source.ErrTagsDenied, source.ErrNoTag
 	return referrer.New(source.New(c, w.repo), o)
 }
 
@@ -319,5 +319,38 @@ func TestFindDepthAndCycle(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Errorf("cycle: found %d artifacts, want 2 (s of a, a of s): %v", len(got), summary(got))
+	}
+}
+
+// A registry that serves tags but will not list them (ECR without
+// ecr:ListImages) is asked for each tag by name.
+func TestFindWithoutTagList(t *testing.T) {
+	w := newWorld(t, false)
+	img := w.image(1)
+	sig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(img.Digest, ".sig"))
+	ref := w.artifact(&img, "application/vnd.example.sbom", "")
+	w.fallbackIndex(img.Digest, ref)
+	w.front = func(rw http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/tags/list") {
+			http.Error(rw, `{"errors":[{"code":"DENIED","message":"not allowed"}]}`, http.StatusForbidden)
+			return true
+		}
+		return false
+	}
+	got, err := w.finder(referrer.Options{}).Find(t.Context(), img.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []found{
+		{short(img.Digest), referrer.KindReferrer, "", short(ref.Digest)},
+		{short(img.Digest), referrer.KindSignature, referrer.TagFor(img.Digest, ".sig"), short(sig.Digest)},
+	}
+	if diff := cmp.Diff(sortRows(want), sortRows(summary(got))); diff != "" {
+		t.Errorf("artifacts (-want +got):\n%s", diff)
+	}
+	// Without being told, a refused listing is an error.
+	c, _ := access.New(access.Options{InsecureHosts: []string{w.host}, Retry: access.RetryPolicy{MaxAttempts: 1}})
+	if _, err := referrer.New(source.New(c, w.repo), referrer.Options{NoAPI: source.ErrNoReferrersAPI}).Find(t.Context(), img.Digest); !errors.Is(err, source.ErrTagsDenied) {
+		t.Errorf("Find without NoList: %v, want ErrTagsDenied", err)
 	}
 }

@@ -23,6 +23,10 @@ import (
 // the referrers tag schema.
 var ErrNoReferrersAPI = errors.New("registry has no referrers API")
 
+// ErrTagsDenied is returned by Tags when the registry refuses to list the
+// repository's tags (401 or 403) although it may serve them one by one.
+var ErrTagsDenied = errors.New("listing tags is not allowed")
+
 // ErrNoTag is returned by Tagged for a tag the repository does not hold.
 var ErrNoTag = errors.New("no such tag")
 
@@ -51,6 +55,13 @@ func (r *Repo) Tags(ctx context.Context) ([]string, error) {
 		if resp.StatusCode == http.StatusNotFound {
 			resp.Body.Close()
 			return tags, nil
+		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			// Pulling may be allowed where listing is not (ECR asks for
+			// ecr:ListImages apart).
+			err := transport.CheckError(resp, http.StatusOK)
+			resp.Body.Close()
+			return nil, fmt.Errorf("listing tags of %s: %w: %w", r.repo, ErrTagsDenied, err)
 		}
 		if resp.StatusCode != http.StatusOK {
 			err := transport.CheckError(resp, http.StatusOK)
