@@ -23,8 +23,8 @@ import (
 // the referrers tag schema.
 var ErrNoReferrersAPI = errors.New("registry has no referrers API")
 
-// ErrTagsDenied is returned by Tags when the registry refuses to list the
-// repository's tags (401 or 403) although it may serve them one by one.
+// ErrTagsDenied is returned by Tags when the registry does not list the
+// repository's tags (401, 403, 404) although it may serve them one by one.
 var ErrTagsDenied = errors.New("listing tags is not allowed")
 
 // ErrNoTag is returned by Tagged for a tag the repository does not hold.
@@ -35,7 +35,7 @@ var ErrNoTag = errors.New("no such tag")
 const maxTagPages = 1000
 
 // Tags lists the repository's tags, following the registry's pagination.
-// A repository the registry does not know has no tags.
+// ErrTagsDenied when the registry answers 401, 403 or 404.
 func (r *Repo) Tags(ctx context.Context) ([]string, error) {
 	hc, err := r.httpClient(ctx)
 	if err != nil {
@@ -52,13 +52,10 @@ func (r *Repo) Tags(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listing tags of %s: %w", r.repo, access.Explain(access.RedactURL(err)))
 		}
-		if resp.StatusCode == http.StatusNotFound {
-			resp.Body.Close()
-			return tags, nil
-		}
-		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound {
 			// Pulling may be allowed where listing is not (ECR asks for
-			// ecr:ListImages apart).
+			// ecr:ListImages apart), and some registries and proxies do
+			// not list at all: 404 for a repository ferry reads from.
 			err := transport.CheckError(resp, http.StatusOK)
 			resp.Body.Close()
 			return nil, fmt.Errorf("listing tags of %s: %w: %w", r.repo, ErrTagsDenied, err)
