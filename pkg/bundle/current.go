@@ -21,6 +21,24 @@ import (
 // not a bundle, a manifest missing) is false, and the caller goes the way
 // with the registry.
 func Current(ctx context.Context, path string, lf *lock.File, includeNonDistributable bool) bool {
+	return CurrentWith(ctx, path, lf, CurrentOptions{IncludeNonDistributable: includeNonDistributable})
+}
+
+// CurrentOptions tune CurrentWith.
+type CurrentOptions struct {
+	// IncludeNonDistributable: foreign layers are in the bundle.
+	IncludeNonDistributable bool
+	// Artifacts: an image whose lock entry records no artifacts takes
+	// those the bundle's own lock records for the same reference and
+	// digest, as pkg would have found and recorded them. A lock from
+	// 'ferry resolve' then still recognises the bundle pkg made from it,
+	// without asking a registry again.
+	Artifacts bool
+}
+
+// CurrentWith is Current with options.
+func CurrentWith(ctx context.Context, path string, lf *lock.File, o CurrentOptions) bool {
+	includeNonDistributable := o.IncludeNonDistributable
 	r, err := Open(path)
 	if err != nil {
 		return false
@@ -46,7 +64,16 @@ func Current(ctx context.Context, path string, lf *lock.File, includeNonDistribu
 		}
 		slices.Sort(left)
 		want.Images[i].NonDistributable = left
-		entries[i] = Entry{Name: im.Image, Root: root, Fetcher: r}
+		if o.Artifacts && len(im.Artifacts) == 0 && r.Lock() != nil {
+			if had, ok := r.Lock().Lookup(im.Image); ok && had.Digest == im.Digest {
+				want.Images[i].Artifacts = had.Artifacts
+			}
+		}
+		arts, err := WalkArtifacts(ctx, r, want.Images[i].Artifacts)
+		if err != nil {
+			return false
+		}
+		entries[i] = Entry{Name: im.Image, Root: root, Fetcher: r, Artifacts: arts}
 	}
 	lockYAML, err := encodeLock(&want)
 	if err != nil {

@@ -44,6 +44,42 @@ type ImageSummary struct {
 	Platforms []PlatformSummary `json:"platforms"`
 	// NonDistributable lists layers left out of the bundle.
 	NonDistributable []string `json:"nonDistributable,omitempty"`
+	// Artifacts are the signatures, attestations, SBOMs and referrers
+	// attached to the image or one of its platforms, each with those
+	// attached to it in turn.
+	Artifacts []ArtifactSummary `json:"artifacts,omitempty"`
+}
+
+// ArtifactSummary is one supply-chain artifact of a bundle.
+type ArtifactSummary struct {
+	// Subject is the digest it is attached to.
+	Subject      string `json:"subject"`
+	Kind         string `json:"kind"`
+	Tag          string `json:"tag,omitempty"`
+	Digest       string `json:"digest"`
+	MediaType    string `json:"mediaType"`
+	ArtifactType string `json:"artifactType,omitempty"`
+	// Artifacts are attached to this one (a signature of an attestation).
+	Artifacts []ArtifactSummary `json:"artifacts,omitempty"`
+}
+
+// artifactTree lists the artifacts attached to subject and, nested, to
+// them; path stops a cycle.
+func artifactTree(by map[v1.Hash][]ArtifactRef, subject v1.Hash, path map[v1.Hash]bool) []ArtifactSummary {
+	if path[subject] {
+		return nil
+	}
+	path[subject] = true
+	defer delete(path, subject)
+	var out []ArtifactSummary
+	for _, a := range by[subject] {
+		out = append(out, ArtifactSummary{
+			Subject: a.Subject.String(), Kind: a.Kind, Tag: a.Tag, Digest: a.Desc.Digest.String(),
+			MediaType: string(a.Desc.MediaType), ArtifactType: a.Desc.ArtifactType,
+			Artifacts: artifactTree(by, a.Desc.Digest, path),
+		})
+	}
+	return out
 }
 
 // PlatformUnknown is the platform of an image whose index entry and config
@@ -72,6 +108,10 @@ func Inspect(path string) (Summary, error) {
 	ctx := context.Background()
 	s := Summary{FileSize: r.size, HasLock: r.lock != nil, TrailingBytes: r.trailing, Images: []ImageSummary{}}
 	users := map[v1.Hash]int{}
+	attached := map[v1.Hash][]ArtifactRef{}
+	for _, a := range r.artifacts {
+		attached[a.Subject] = append(attached[a.Subject], a)
+	}
 	sizes := map[v1.Hash]int64{}
 	for _, ref := range r.refs {
 		root, err := r.Walk(ctx, ref)
@@ -103,6 +143,9 @@ func Inspect(path string) (Summary, error) {
 			}
 			im.Platforms = append(im.Platforms, ps)
 		})
+		for _, m := range root.Manifests() {
+			im.Artifacts = append(im.Artifacts, artifactTree(attached, m.Desc.Digest, map[v1.Hash]bool{})...)
+		}
 		for h, n := range mine {
 			im.Size += n
 			users[h]++

@@ -64,6 +64,9 @@ func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
 	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
 	content := map[v1.Hash]*item{}
 	p := &plan{left: map[string]int{}}
+	// Artifact entries follow the images, in the order first met.
+	var artifacts []v1.Descriptor
+	artifactSeen := map[string]bool{}
 	for _, e := range entries {
 		switch {
 		case e.Name == "":
@@ -87,7 +90,18 @@ func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
 			d.Annotations[AnnotationImageName] = n
 		}
 		idx.Manifests = append(idx.Manifests, d)
-		for _, m := range root.Manifests() {
+		graphs := []*graph.Node{root}
+		for _, a := range e.Artifacts {
+			if a.Root == nil {
+				return nil, fmt.Errorf("bundle entry %q: artifact of %s has no walked manifest", e.Name, a.Subject)
+			}
+			if k := artifactKey(a); !artifactSeen[k] {
+				artifactSeen[k] = true
+				artifacts = append(artifacts, artifactDesc(a))
+			}
+			graphs = append(graphs, a.Root)
+		}
+		for _, m := range manifestsOf(graphs) {
 			if err := graph.CheckBytes(m.Raw, v1.Descriptor{Digest: m.Desc.Digest, Size: int64(len(m.Raw))}); err != nil {
 				return nil, fmt.Errorf("bundle entry %q: manifest %w", e.Name, err)
 			}
@@ -118,6 +132,7 @@ func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
 			}
 		}
 	}
+	idx.Manifests = append(idx.Manifests, artifacts...)
 	if lockYAML != nil {
 		idx.Annotations = map[string]string{AnnotationLockDigest: lockDigest(lockYAML)}
 	}
@@ -176,6 +191,21 @@ func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
 	p.size = off + 2*block
 	p.hash = "sha256:" + hex.EncodeToString(sum.Sum(nil))
 	return p, nil
+}
+
+// manifestsOf lists the manifests of several graphs, each digest once.
+func manifestsOf(roots []*graph.Node) []*graph.Node {
+	var out []*graph.Node
+	seen := map[v1.Hash]bool{}
+	for _, r := range roots {
+		for _, m := range r.Manifests() {
+			if !seen[m.Desc.Digest] {
+				seen[m.Desc.Digest] = true
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // emptyDigest is the digest of zero bytes, the one blob allowed size 0.

@@ -28,6 +28,8 @@ type Reader struct {
 	lock   *lock.File
 	// trailing counts the bytes after the end of the tar archive.
 	trailing int64
+	// artifacts are the index.json entries of supply-chain artifacts.
+	artifacts []ArtifactRef
 }
 
 var _ graph.Fetcher = (*Reader)(nil)
@@ -249,6 +251,14 @@ func (r *Reader) loadFiles(files map[string]section) error {
 		}
 		if d.Size < 0 || d.Size > graph.MaxManifestSize {
 			return invalidf("index.json manifests[%d]: size %d out of range", i, d.Size)
+		}
+		if _, ok := d.Annotations[AnnotationSubject]; ok {
+			a, err := readArtifactRef(i, d)
+			if err != nil {
+				return err
+			}
+			r.artifacts = append(r.artifacts, a)
+			continue
 		}
 		r.refs = append(r.refs, Ref{Name: d.Annotations[AnnotationRefName], Desc: d})
 	}

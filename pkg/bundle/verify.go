@@ -195,6 +195,11 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		}
 		prog.ImageDone(name, status)
 	}
+	more, err := r.verifyArtifacts(ctx, bad, use, missing)
+	if err != nil {
+		return rep, err
+	}
+	problems = append(problems, more...)
 	for h, why := range bad {
 		problems = append(problems, Problem{Digest: h.String(), Images: users[h], Reason: why})
 	}

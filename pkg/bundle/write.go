@@ -26,8 +26,12 @@ type Entry struct {
 	Name string
 	// Root is the image or index, already walked.
 	Root *graph.Node
-	// Fetcher serves Root's blobs.
+	// Fetcher serves Root's blobs, and the artifacts'.
 	Fetcher graph.Fetcher
+	// Artifacts are the signatures, attestations, SBOMs and referrers
+	// attached to Root, its children or each other, carried along as
+	// index.json entries of their own (see AnnotationSubject).
+	Artifacts []Artifact
 }
 
 // Options tune Write.

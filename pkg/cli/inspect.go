@@ -77,6 +77,9 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printArtifactTrees(stdout, s.Images); err != nil {
+		return err
+	}
 	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), bundle file %s\n",
 		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), humanBytes(s.FileSize))
 	return err

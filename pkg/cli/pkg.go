@@ -17,6 +17,7 @@ type pkgOptions struct {
 	lock                    string
 	bundle                  string
 	includeNonDistributable bool
+	supplyChain             bool
 }
 
 func newPkgCmd(root *rootOptions) *cobra.Command {
@@ -64,6 +65,7 @@ written in the manifests (see docs/bundle.md).`,
 	cmd.Flags().StringVar(&o.bundle, "bundle", "", "bundle file to write (required)")
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "--bundle")
 	cmd.Flags().BoolVar(&o.includeNonDistributable, "include-non-distributable", false, "also bundle non-distributable (foreign) layers; left out by default and recorded in the lock")
+	addSupplyChainFlag(cmd, &o.supplyChain)
 	return cmd
 }
 
@@ -88,7 +90,7 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 		return err
 	}
 	res, err := workflow.Pkg(ctx, client, lf, o.bundle, workflow.PkgOptions{
-		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr)})
+		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr), SupplyChain: o.supplyChain})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ type relocateOptions struct {
 	target targetFlags
 	out    outputFlag
 	lock   string
+	supply bool
 }
 
 func newRelocateCmd(root *rootOptions) *cobra.Command {
@@ -67,6 +68,7 @@ goes to stderr. See docs/layouts.md for where images land.`,
 	o.target.complete(cmd)
 	cmd.Flags().StringVar(&o.lock, "lock", "", "lock file of the images to copy (instead of -f)")
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
+	addSupplyChainFlag(cmd, &o.supply)
 	return cmd
 }
 
@@ -88,7 +90,7 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 		return err
 	}
 	ro.Progress = o.root.progress(stderr)
-	out, res, err := workflow.Relocate(ctx, client, lf, ro)
+	out, res, err := workflow.Relocate(ctx, client, lf, workflow.RelocateOptions{RelocateOptions: ro, SupplyChain: o.supply})
 	if err != nil {
 		return explain(err)
 	}

@@ -15,6 +15,7 @@ type unpkgOptions struct {
 	target targetFlags
 	out    outputFlag
 	input  string
+	supply bool
 }
 
 func newUnpkgCmd(root *rootOptions) *cobra.Command {
@@ -53,6 +54,7 @@ docs/layouts.md for where images land.`,
 	o.target.complete(cmd)
 	o.reg.add(cmd.Flags())
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
+	addSupplyChainFlag(cmd, &o.supply)
 	return cmd
 }
 
@@ -73,12 +75,15 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 		return err
 	}
 	ro.Progress = o.root.progress(stderr)
-	out, res, err := workflow.Unpkg(ctx, client, o.input, ro)
+	out, res, err := workflow.Unpkg(ctx, client, o.input, workflow.RelocateOptions{RelocateOptions: ro, SupplyChain: o.supply})
 	if err != nil {
 		return explain(err)
 	}
 	if res.TrailingBytes > 0 {
 		o.root.log(stderr).Warn(trailingWarning(o.input, res.TrailingBytes))
+	}
+	if res.ArtifactsLeftOut > 0 {
+		o.root.log(stderr).Warn(fmt.Sprintf("the bundle carries %s left out by --supply-chain=false: drop the flag to push them", plural(res.ArtifactsLeftOut, "signature, attestation, SBOM or referrer")))
 	}
 	return o.target.finish(o.root, out, res, lockFormat, format, nil, stdout, stderr)
 }

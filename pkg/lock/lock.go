@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -62,6 +63,27 @@ type Image struct {
 	NonDistributable []string `json:"nonDistributable,omitempty" yaml:"nonDistributable,omitempty"`
 	// Sources says where the reference was found.
 	Sources []Source `json:"sources,omitempty" yaml:"sources,omitempty"`
+	// Artifacts are the signatures, attestations, SBOMs and OCI referrers
+	// attached to the image or to one of its platforms (or to another
+	// artifact), which travel with it.
+	Artifacts []Artifact `json:"artifacts,omitempty" yaml:"artifacts,omitempty"`
+}
+
+// Artifact is a manifest attached to an image: found under cosign's tag
+// scheme or as an OCI 1.1 referrer.
+type Artifact struct {
+	// Subject is the digest of the manifest it is attached to: the image,
+	// one of its platforms, or another artifact.
+	Subject string `json:"subject" yaml:"subject"`
+	// Kind is signature, attestation, sbom (cosign's tags) or referrer.
+	Kind         string `json:"kind" yaml:"kind"`
+	Digest       string `json:"digest" yaml:"digest"`
+	MediaType    string `json:"mediaType,omitempty" yaml:"mediaType,omitempty"`
+	ArtifactType string `json:"artifactType,omitempty" yaml:"artifactType,omitempty"`
+	Size         int64  `json:"size,omitempty" yaml:"size,omitempty"`
+	// Tag is the tag it had at the source (cosign's sha256-<hex>.sig);
+	// empty for a referrer.
+	Tag string `json:"tag,omitempty" yaml:"tag,omitempty"`
 }
 
 // Platform is one child manifest of an index.
@@ -256,6 +278,11 @@ func (f *File) Validate() error {
 				return fmt.Errorf("%s.platforms[%d]: digest %q must be sha256:<64 hex characters>", where, j, p.Digest)
 			}
 		}
+		for j, a := range im.Artifacts {
+			if err := a.validate(); err != nil {
+				return fmt.Errorf("%s.artifacts[%d]: %w", where, j, err)
+			}
+		}
 	}
 	return nil
 }
@@ -289,3 +316,23 @@ func (f *File) Encode(w io.Writer, format Format) error {
 func (f *File) Write(path string, format Format) error {
 	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return f.Encode(w, format) })
 }
+
+// artifactKinds are the kinds an Artifact may have.
+var artifactKinds = []string{"signature", "attestation", "sbom", "referrer"}
+
+func (a Artifact) validate() error {
+	for _, d := range []struct{ field, value string }{{"subject", a.Subject}, {"digest", a.Digest}} {
+		if !digestRE.MatchString(d.value) {
+			return fmt.Errorf("%s %q must be sha256:<64 hex characters>", d.field, d.value)
+		}
+	}
+	if !slices.Contains(artifactKinds, a.Kind) {
+		return fmt.Errorf("kind %q must be one of %s", a.Kind, strings.Join(artifactKinds, ", "))
+	}
+	if a.Tag != "" && !tagRE.MatchString(a.Tag) {
+		return fmt.Errorf("tag %q is not a valid tag", a.Tag)
+	}
+	return nil
+}
+
+var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$`)

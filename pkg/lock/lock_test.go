@@ -86,6 +86,9 @@ func TestParseRefuses(t *testing.T) {
 		{"unpinned resolved", head + "- image: nginx:1\n  resolved: nginx:1\n", "not pinned"},
 		{"mismatched relocated", head + "- image: nginx:1\n  digest: " + d1 + "\n  relocated: r.io/x@" + d2 + "\n", "does not match"},
 		{"unknown field", head + "- image: nginx:1\n  digets: x\n", "digets"},
+		{"artifact bad subject", head + "- image: nginx:1\n  artifacts:\n  - {subject: x, kind: signature, digest: " + d1 + "}\n", "subject"},
+		{"artifact bad kind", head + "- image: nginx:1\n  artifacts:\n  - {subject: " + d1 + ", kind: sig, digest: " + d2 + "}\n", "kind"},
+		{"artifact bad tag", head + "- image: nginx:1\n  artifacts:\n  - {subject: " + d1 + ", kind: signature, digest: " + d2 + ", tag: 'a b'}\n", "tag"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,7 +107,11 @@ func TestRoundTripAndKbld(t *testing.T) {
 	f := New()
 	f.Images = []Image{
 		{Image: "nginx:1.25", Digest: d1, Resolved: "index.docker.io/library/nginx@" + d1, Relocated: "r.internal/m/library/nginx@" + d1,
-			Platforms: []Platform{{Platform: "linux/amd64", Digest: d2, Size: 10}}, Sources: []Source{{File: "a.yaml", Line: 3, Path: "spec.containers[0].image"}}},
+			Platforms: []Platform{{Platform: "linux/amd64", Digest: d2, Size: 10}}, Sources: []Source{{File: "a.yaml", Line: 3, Path: "spec.containers[0].image"}},
+			Artifacts: []Artifact{
+				{Subject: d1, Kind: "signature", Digest: d2, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 556, Tag: "sha256-" + d1[7:] + ".sig"},
+				{Subject: d2, Kind: "referrer", Digest: d1, ArtifactType: "application/spdx+json", Size: 700},
+			}},
 	}
 	dir := t.TempDir()
 	p := filepath.Join(dir, "images.lock.yaml")
@@ -141,5 +148,34 @@ func TestReadMissingFileSaysWhatToDo(t *testing.T) {
 	_, err := Read(path)
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "ferry resolve") {
 		t.Fatalf("Read(missing) = %v, want the path and how to write a lock", err)
+	}
+}
+
+// A lock written before artifacts were recorded still reads, and one with
+// them reads back what was written.
+func TestArtifactsBackwardCompatible(t *testing.T) {
+	old := "apiVersion: ferry.dev/v1alpha1\nkind: ImagesLock\nimages:\n- image: nginx:1.25\n  digest: " + d1 + "\n"
+	f, err := Parse([]byte(old))
+	if err != nil {
+		t.Fatalf("old lock: %v", err)
+	}
+	if f.Images[0].Artifacts != nil {
+		t.Errorf("old lock: artifacts %v, want none", f.Images[0].Artifacts)
+	}
+	var b bytes.Buffer
+	if err := f.Encode(&b, FormatFerry); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "artifacts") {
+		t.Errorf("a lock without artifacts writes the key:\n%s", b.String())
+	}
+	withArt := old + "  artifacts:\n  - subject: " + d1 + "\n    kind: attestation\n    digest: " + d2 + "\n    tag: sha256-" + d1[7:] + ".att\n"
+	f, err = Parse([]byte(withArt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Artifact{{Subject: d1, Kind: "attestation", Digest: d2, Tag: "sha256-" + d1[7:] + ".att"}}
+	if d := cmp.Diff(want, f.Images[0].Artifacts); d != "" {
+		t.Errorf("artifacts (-want +got):\n%s", d)
 	}
 }

@@ -133,7 +133,7 @@ func Check(ctx context.Context, client *access.Client, f *lock.File) error {
 					report(Missing{Image: e.im.Image, Location: e.repo.Name() + "@" + b.Digest.String(), What: "blob"})
 				}
 			}
-			return nil
+			return checkArtifacts(gctx, c, e.repo, e.im, report)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -176,4 +176,58 @@ func (f repoFetcher) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, err
 
 func (f repoFetcher) Blob(context.Context, v1.Descriptor) (io.ReadCloser, error) {
 	return nil, errors.New("checking reads no blobs")
+}
+
+// checkArtifacts makes sure every artifact the lock records for im is
+// whole in repo, under its tag if it had one, and, for a referrer, listed
+// among its subject's referrers.
+func checkArtifacts(ctx context.Context, c *conn, repo name.Repository, im lock.Image, report func(Missing)) error {
+	for _, a := range im.Artifacts {
+		h, err := v1.NewHash(a.Digest)
+		if err != nil {
+			return fmt.Errorf("checking artifact of %q: %w", im.Image, err)
+		}
+		at := repo.Name() + "@" + a.Digest
+		n, err := graph.Walk(ctx, repoFetcher{c: c, repo: repo}, v1.Descriptor{Digest: h, Size: a.Size, MediaType: types.MediaType(a.MediaType)}, graph.Options{})
+		var nf *notFoundError
+		switch {
+		case errors.As(err, &nf):
+			report(Missing{Image: im.Image, Location: repo.Name() + "@" + nf.digest.String(), What: a.Kind})
+			continue
+		case err != nil:
+			return fmt.Errorf("checking %s %s of %q: %w", a.Kind, at, im.Image, err)
+		}
+		for _, b := range n.AllBlobs() {
+			var ok bool
+			if err := retry(ctx, func() (err error) { ok, err = c.headBlob(ctx, repo, b.Digest); return err }); err != nil {
+				return fmt.Errorf("checking blob %s of %s %s: %w", b.Digest, a.Kind, at, err)
+			}
+			if !ok {
+				report(Missing{Image: im.Image, Location: repo.Name() + "@" + b.Digest.String(), What: "blob of " + a.Kind})
+			}
+		}
+		if a.Tag != "" {
+			var ok bool
+			var got string
+			if err := retry(ctx, func() (err error) { ok, got, err = c.headManifest(ctx, repo, a.Tag); return err }); err != nil {
+				return fmt.Errorf("checking tag %s:%s: %w", repo.Name(), a.Tag, err)
+			}
+			if !ok || got != a.Digest {
+				report(Missing{Image: im.Image, Location: repo.Name() + ":" + a.Tag, What: a.Kind + " tag"})
+			}
+			continue
+		}
+		s := subjectOf(n.Raw)
+		if s == nil {
+			continue
+		}
+		listed, err := c.listsReferrer(ctx, repo, s.Digest, h)
+		if err != nil {
+			return fmt.Errorf("checking the referrers of %s@%s: %w", repo.Name(), s.Digest, err)
+		}
+		if !listed {
+			report(Missing{Image: im.Image, Location: repo.Name() + "@" + a.Digest, What: "referrer not listed for " + s.Digest.String()})
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -24,6 +25,20 @@ type Entry struct {
 	From graph.Fetcher
 	// Root is the image's graph when already walked; nil walks it from
 	// From.
+	Root *graph.Node
+	// Artifacts are the signatures, attestations, SBOMs and referrers
+	// attached to the image, pushed after it into the same repository.
+	Artifacts []Artifact
+}
+
+// Artifact is a supply-chain artifact that travels with an image.
+type Artifact struct {
+	// Subject is the digest it is attached to.
+	Subject v1.Hash
+	// Tag is the tag it had (cosign's sha256-<hex>.sig), pushed again
+	// under the same name; "" for a referrer, pushed by digest.
+	Tag string
+	// Root is its manifest, walked; its blobs come from the entry's From.
 	Root *graph.Node
 }
 
@@ -109,6 +124,21 @@ func Relocate(ctx context.Context, client *access.Client, entries []Entry, o Rel
 	if err != nil {
 		return nil, res, err
 	}
+	// Artifacts after the images they are attached to: a registry that
+	// checks a referrer's subject then finds it.
+	attached, err := artifactImages(entries, plan)
+	if err != nil {
+		return nil, res, err
+	}
+	if len(attached) > 0 {
+		ao := o.Options
+		ao.Progress = nil
+		more, err := Push(ctx, client, attached, ao)
+		res.add(more)
+		if err != nil {
+			return nil, res, err
+		}
+	}
 
 	out := lock.New()
 	for i, e := range entries {
@@ -122,4 +152,44 @@ func Relocate(ctx context.Context, client *access.Client, entries []Entry, o Rel
 		out.Images = append(out.Images, im)
 	}
 	return out, res, nil
+}
+
+// artifactImages lists the artifacts of every entry as images to push into
+// the entry's target repository. Two different artifacts under one tag of
+// one repository (layout flat can put two sources' signatures of one digest
+// there) are refused: one would overwrite the other.
+func artifactImages(entries []Entry, plan map[string]destination.Target) ([]Image, error) {
+	var out []Image
+	tagged := map[string]v1.Hash{}
+	for _, e := range entries {
+		to := plan[e.Image.Image].Repo
+		for _, a := range e.Artifacts {
+			if a.Tag != "" {
+				k := to.Name() + ":" + a.Tag
+				if had, ok := tagged[k]; ok && had != a.Root.Desc.Digest {
+					return nil, fmt.Errorf("%w: %s would hold both %s and %s (artifacts of %s from different sources); use layout path or host, or leave the supply chain out with --supply-chain=false", ErrArtifactClash, k, had, a.Root.Desc.Digest, a.Subject)
+				}
+				tagged[k] = a.Root.Desc.Digest
+			}
+			out = append(out, Image{Name: e.Image.Image + " (" + a.Root.Desc.Digest.String()[:19] + ")", Root: a.Root, From: e.From, To: to, Tag: a.Tag})
+		}
+	}
+	return out, nil
+}
+
+// ErrArtifactClash is returned when two artifacts would take one tag.
+var ErrArtifactClash = errors.New("artifact tag clash")
+
+// add counts what another push did.
+func (r *Result) add(o Result) {
+	r.BlobsUploaded += o.BlobsUploaded
+	r.BlobsMounted += o.BlobsMounted
+	r.BlobsSkipped += o.BlobsSkipped
+	r.BytesUploaded += o.BytesUploaded
+	r.BytesMounted += o.BytesMounted
+	r.BytesSkipped += o.BytesSkipped
+	r.ManifestsPushed += o.ManifestsPushed
+	r.ManifestsSkipped += o.ManifestsSkipped
+	r.TagsPushed += o.TagsPushed
+	r.TagsSkipped += o.TagsSkipped
 }

@@ -114,6 +114,10 @@ type pusher struct {
 	conns  map[string]*conn // by registry
 	prog   progress.Reporter
 	count  counters
+	// indexes serialise updates of referrers tag indexes.
+	indexes indexLocks
+	// referrersAPI records, per registry, whether it has the referrers API.
+	referrersAPI sync.Map
 }
 
 // Push puts images into their target repositories. Blobs go first, each
@@ -424,6 +428,13 @@ func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
 		}
 		p.count.manifestsPushed.Add(1)
 		pushed = true
+	}
+	// Also when the referrer was there already: a run stopped between its
+	// push and this left it unlisted.
+	if s := subjectOf(j.root.Raw); s != nil {
+		if err := p.linkReferrer(ctx, c, j, s.Digest); err != nil {
+			return pushed, fmt.Errorf("pushing referrer %s of %q: %w", j.root.Desc.Digest, name, err)
+		}
 	}
 	root := j.root.Desc
 	for _, tag := range j.tags {

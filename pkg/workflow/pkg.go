@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/progress"
+	"github.com/ferry-dev/ferry/pkg/referrer"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
@@ -24,6 +25,9 @@ type PkgOptions struct {
 	Jobs int
 	// Progress receives bytes and finished images; nil reports nothing.
 	Progress progress.Reporter
+	// SupplyChain also carries each image's signatures, attestations,
+	// SBOMs and OCI referrers, found as its manifests are fetched.
+	SupplyChain bool
 }
 
 // PkgResult is what pkg made: `ferry pkg -o json` prints it.
@@ -54,11 +58,16 @@ var ErrInterrupted = errors.New("interrupted")
 // the non-distributable layers left out recorded in it.
 func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string, o PkgOptions) (*PkgResult, error) {
 	res := &PkgResult{Bundle: path}
-	if bundle.Current(ctx, path, lf, o.IncludeNonDistributable) {
+	if !o.SupplyChain {
+		for i := range lf.Images {
+			lf.Images[i].Artifacts = nil
+		}
+	}
+	if bundle.CurrentWith(ctx, path, lf, bundle.CurrentOptions{IncludeNonDistributable: o.IncludeNonDistributable, Artifacts: o.SupplyChain}) {
 		res.Unchanged = true
 		return res, describe(ctx, path, res)
 	}
-	entries, err := fetchManifests(ctx, client, lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable})
+	entries, err := fetchManifests(ctx, client, lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable}, o.SupplyChain)
 	if err != nil {
 		return nil, err
 	}
@@ -133,8 +142,10 @@ func platforms(ps []bundle.PlatformSummary) []string {
 }
 
 // fetchManifests fetches every manifest of every lock image, concurrently,
-// and records the non-distributable layers left out in lf.
-func fetchManifests(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options) ([]bundle.Entry, error) {
+// and records the non-distributable layers left out in lf. With supply, it
+// also finds and records the artifacts attached to each image, the lookup
+// running beside the walk.
+func fetchManifests(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options, supply bool) ([]bundle.Entry, error) {
 	entries := make([]bundle.Entry, len(lf.Images))
 	src := newSources(client)
 	g, gctx := errgroup.WithContext(ctx)
@@ -149,12 +160,27 @@ func fetchManifests(ctx context.Context, client *access.Client, lf *lock.File, w
 			return nil, fmt.Errorf("lock entry %q has no valid digest (%q): run 'ferry resolve --lock-output' first", im.Image, im.Digest)
 		}
 		desc := v1.Descriptor{Digest: h, Size: im.Size, MediaType: types.MediaType(im.MediaType)}
+		var finder *referrer.Finder
+		if supply {
+			finder = src.finder(repo)
+		}
 		g.Go(func() error {
+			var arts *artifactsOf
+			if supply {
+				arts = findArtifacts(gctx, finder, h)
+			}
 			root, err := graph.Walk(gctx, repo, desc, wo)
 			if err != nil {
 				return fmt.Errorf("fetching manifests of %q (%s@%s): %w", im.Image, ref.Repo, im.Digest, err)
 			}
 			entries[i] = bundle.Entry{Name: im.Image, Root: root, Fetcher: repo}
+			if supply {
+				found, err := arts.and(gctx, root)
+				if err != nil {
+					return fmt.Errorf("finding signatures, attestations and referrers of %q (%s@%s): %w (--supply-chain=false leaves them out)", im.Image, ref.Repo, im.Digest, err)
+				}
+				entries[i].Artifacts = found
+			}
 			return nil
 		})
 	}
@@ -168,6 +194,9 @@ func fetchManifests(ctx context.Context, client *access.Client, lf *lock.File, w
 		}
 		slices.Sort(left)
 		lf.Images[i].NonDistributable = left
+		if supply {
+			lf.Images[i].Artifacts = bundle.LockArtifacts(e.Artifacts)
+		}
 	}
 	return entries, nil
 }

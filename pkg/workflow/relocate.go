@@ -32,6 +32,9 @@ type RelocateResult struct {
 	// Tags pushed, and tags that already named the right digest.
 	TagsPushed  int `json:"tagsPushed"`
 	TagsPresent int `json:"tagsPresent"`
+	// ArtifactsLeftOut counts the signatures, attestations, SBOMs and
+	// referrers a bundle carries that unpkg --supply-chain=false left out.
+	ArtifactsLeftOut int `json:"artifactsLeftOut,omitempty"`
 	// TrailingBytes counts bytes after the end of the bundle's tar archive
 	// (unpkg only): they are ignored, and worth a warning.
 	TrailingBytes int64 `json:"trailingBytes,omitempty"`
@@ -40,9 +43,18 @@ type RelocateResult struct {
 	Lock string `json:"lock,omitempty"`
 }
 
+// RelocateOptions tune Relocate and Unpkg.
+type RelocateOptions struct {
+	transfer.RelocateOptions
+	// SupplyChain also pushes each image's signatures, attestations, SBOMs
+	// and OCI referrers after it: found at the source by Relocate, read
+	// from the bundle by Unpkg.
+	SupplyChain bool
+}
+
 // Relocate copies every image of the lock from where it is now into
 // o.Repository and returns the relocated lock.
-func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o transfer.RelocateOptions) (*lock.File, *RelocateResult, error) {
+func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o RelocateOptions) (*lock.File, *RelocateResult, error) {
 	src := newSources(client)
 	entries := make([]transfer.Entry, 0, len(lf.Images))
 	for _, im := range lf.Images {
@@ -52,24 +64,36 @@ func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o trans
 		}
 		entries = append(entries, transfer.Entry{Image: im, From: repo})
 	}
-	return push(ctx, client, entries, o)
+	if o.SupplyChain {
+		if err := withArtifacts(ctx, client, lf, entries); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		for i := range entries {
+			entries[i].Image.Artifacts = nil
+		}
+	}
+	return push(ctx, client, entries, o.RelocateOptions)
 }
 
 // Unpkg pushes every image of the bundle at path into o.Repository and
 // returns the relocated lock.
-func Unpkg(ctx context.Context, client *access.Client, path string, o transfer.RelocateOptions) (*lock.File, *RelocateResult, error) {
+func Unpkg(ctx context.Context, client *access.Client, path string, o RelocateOptions) (*lock.File, *RelocateResult, error) {
 	r, err := bundle.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer r.Close()
-	entries, err := bundleEntries(ctx, r)
+	entries, err := bundleEntries(ctx, r, o.SupplyChain)
 	if err != nil {
 		return nil, nil, err
 	}
-	out, res, err := push(ctx, client, entries, o)
+	out, res, err := push(ctx, client, entries, o.RelocateOptions)
 	if res != nil {
 		res.TrailingBytes = r.TrailingBytes()
+		if !o.SupplyChain {
+			res.ArtifactsLeftOut = len(r.Artifacts())
+		}
 	}
 	return out, res, err
 }
@@ -100,7 +124,7 @@ func push(ctx context.Context, client *access.Client, entries []transfer.Entry, 
 // bundleEntries pairs each image of the bundle with its lock entry, which
 // says where it came from and so where it lands. A bundle from another
 // tool has no lock: its reference names stand in.
-func bundleEntries(ctx context.Context, r *bundle.Reader) ([]transfer.Entry, error) {
+func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transfer.Entry, error) {
 	lf := r.Lock()
 	var entries []transfer.Entry
 	for _, ref := range r.Entries() {
@@ -124,7 +148,18 @@ func bundleEntries(ctx context.Context, r *bundle.Reader) ([]transfer.Entry, err
 		if im.Size == 0 {
 			im.Size = ref.Desc.Size
 		}
-		entries = append(entries, transfer.Entry{Image: im, From: r, Root: root})
+		e := transfer.Entry{Image: im, From: r, Root: root}
+		im.Artifacts = nil
+		if supply {
+			arts, err := r.ArtifactsOf(ctx, root)
+			if err != nil {
+				return nil, fmt.Errorf("bundle %s: reading the artifacts of %q: %w", r.Path(), ref.Name, err)
+			}
+			e.Artifacts = toTransfer(arts)
+			im.Artifacts = bundle.LockArtifacts(arts)
+		}
+		e.Image = im
+		entries = append(entries, e)
 	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("bundle %s holds no images", r.Path())

@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/referrer"
 	"github.com/ferry-dev/ferry/pkg/source"
 )
 
@@ -35,12 +36,25 @@ type Image struct {
 // sources hands out one source.Repo per repository, so that a
 // repository's token is fetched once however many images live there.
 type sources struct {
-	client *access.Client
-	repos  map[string]*source.Repo
+	client  *access.Client
+	repos   map[string]*source.Repo
+	finders map[*source.Repo]*referrer.Finder
 }
 
 func newSources(client *access.Client) *sources {
-	return &sources{client: client, repos: map[string]*source.Repo{}}
+	return &sources{client: client, repos: map[string]*source.Repo{}, finders: map[*source.Repo]*referrer.Finder{}}
+}
+
+// finder is the repository's one finder of signatures, attestations, SBOMs
+// and referrers, so that its tag list and referrers API are probed once.
+func (s *sources) finder(f graph.Fetcher) *referrer.Finder {
+	repo := f.(*source.Repo)
+	fd := s.finders[repo]
+	if fd == nil {
+		fd = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: s.client.Jobs()})
+		s.finders[repo] = fd
+	}
+	return fd
 }
 
 // at returns the repository the lock entry is read from now: the

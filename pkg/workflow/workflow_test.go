@@ -101,7 +101,7 @@ func TestRelocateResult(t *testing.T) {
 	lf := pushed(t, src)
 	c := client(t, src, dst)
 	o := transfer.RelocateOptions{Repository: dst + "/mirror", Layout: destination.LayoutPath}
-	out, res, err := Relocate(ctx, c, lf, o)
+	out, res, err := Relocate(ctx, c, lf, RelocateOptions{RelocateOptions: o, SupplyChain: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestRelocateResult(t *testing.T) {
 			t.Errorf("image %d relocated to %q, lock says %q", i, im.Relocated, out.Images[i].Relocated)
 		}
 	}
-	_, again, err := Relocate(ctx, c, out, o)
+	_, again, err := Relocate(ctx, c, out, RelocateOptions{RelocateOptions: o, SupplyChain: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -379,3 +379,138 @@ func write(b *bytes.Buffer, v any, odd bool, depth int) {
 		panic(fmt.Sprintf("testutil: cannot encode %T", v))
 	}
 }
+
+// ArtifactSpec describes a supply-chain artifact for PushArtifact: an OCI
+// manifest with an empty config and one payload layer, as cosign and oras
+// make them.
+type ArtifactSpec struct {
+	// Subject, when set, goes into the manifest's subject field: an OCI
+	// 1.1 referrer of it.
+	Subject *Fixture
+	// ArtifactType is the manifest's artifactType; empty leaves it out.
+	ArtifactType string
+	// Tag is the tag it is pushed under (cosign's sha256-<hex>.sig); empty
+	// pushes it by digest.
+	Tag string
+	// Payload is the layer's content, of media type PayloadType.
+	Payload     []byte
+	PayloadType string
+}
+
+// PushArtifact pushes the artifact spec describes to reg's repo, blobs
+// first, and fails the test on any error.
+func PushArtifact(t testing.TB, reg *Registry, repo string, spec ArtifactSpec) Fixture {
+	t.Helper()
+	p := newPush(t.Context(), reg)
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	r, err := name.NewRepository(p.reg.Ref(repo), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := static.NewLayer([]byte("{}"), "application/vnd.oci.empty.v1+json")
+	pt := types.MediaType(spec.PayloadType)
+	if pt == "" {
+		pt = "application/vnd.dev.cosign.simplesigning.v1+json"
+	}
+	payload := static.NewLayer(spec.Payload, pt)
+	cd, err := descriptor(config, "application/vnd.oci.empty.v1+json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, err := descriptor(payload, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []v1.Layer{config, payload} {
+		if err := p.pusher.Upload(p.ctx, r, l); err != nil {
+			t.Fatalf("uploading artifact blob: %v", err)
+		}
+	}
+	m := object{{"schemaVersion", 2}, {"mediaType", string(types.OCIManifestSchema1)}}
+	if spec.ArtifactType != "" {
+		m = append(m, member{"artifactType", spec.ArtifactType})
+	}
+	m = append(m, member{"config", cd}, member{"layers", []any{pd}})
+	if spec.Subject != nil {
+		m = append(m, member{"subject", childDescriptor(*spec.Subject)})
+	}
+	f, err := p.put(r, spec.Tag, types.OCIManifestSchema1, encode(m, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Blobs = []string{digestOf(cd), digestOf(pd)}
+	return f
+}
+
+// PushReferrersIndex tags, in reg's repo, the index of referrers the
+// referrers tag schema keeps for subject (sha256-<hex>), listing refs.
+func PushReferrersIndex(t testing.TB, reg *Registry, repo, subject string, refs ...Fixture) Fixture {
+	t.Helper()
+	p := newPush(t.Context(), reg)
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	r, err := name.NewRepository(p.reg.Ref(repo), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifests := []any{}
+	for _, f := range refs {
+		manifests = append(manifests, childDescriptor(f))
+	}
+	m := object{{"schemaVersion", 2}, {"mediaType", string(types.OCIImageIndex)}, {"manifests", manifests}}
+	f, err := p.put(r, strings.Replace(subject, ":", "-", 1), types.OCIImageIndex, encode(m, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// CosignTag is the tag cosign gives an artifact of the manifest digest:
+// suffix ".sig", ".att" or ".sbom".
+func CosignTag(digest, suffix string) string {
+	return strings.Replace(digest, ":", "-", 1) + suffix
+}
+
+// TagDigest returns the digest repo:tag names in reg, "" when absent.
+func TagDigest(t testing.TB, reg *Registry, repo, tag string) string {
+	t.Helper()
+	ref, err := name.NewTag(reg.Ref(repo)+":"+tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(ref, reg.RemoteOptions(t.Context())...)
+	if err != nil {
+		return ""
+	}
+	return d.Digest.String()
+}
+
+// ReferrersIndex lists the digests the referrers tag schema's index for
+// subject holds in reg's repo; none when there is no index.
+func ReferrersIndex(t testing.TB, reg *Registry, repo, subject string) []string {
+	t.Helper()
+	ref, err := name.NewTag(reg.Ref(repo)+":"+strings.Replace(subject, ":", "-", 1), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Get(ref, reg.RemoteOptions(t.Context())...)
+	if err != nil {
+		return nil
+	}
+	var idx struct {
+		Manifests []struct {
+			Digest string `json:"digest"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(d.Manifest, &idx); err != nil {
+		t.Fatalf("the referrers index of %s in %s is not JSON: %v", subject, repo, err)
+	}
+	var out []string
+	for _, m := range idx.Manifests {
+		out = append(out, m.Digest)
+	}
+	return out
+}
