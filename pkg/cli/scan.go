@@ -54,7 +54,7 @@ func (o *scanOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stder
 	if o.output != "text" && o.output != "json" && o.output != "yaml" {
 		return usageErrorf(cmd, "-o %q: want text, json or yaml", o.output)
 	}
-	so, err := o.in.scanOptions(cmd)
+	so, err := o.in.streamOptions(cmd)
 	if err != nil {
 		return err
 	}

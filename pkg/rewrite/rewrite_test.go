@@ -146,9 +146,9 @@ func TestStrict(t *testing.T) {
 	if err.Error() != want {
 		t.Errorf("err:\n got %s\nwant %s", err, want)
 	}
-	if out.Len() != 0 {
-		t.Errorf("strict failure wrote %d bytes", out.Len())
-	}
+	// Rewrite streams: the commands write to a temporary file, so that a
+	// strict failure leaves no output (see pkg/cli's TestRewriteCLIUnmapped).
+	out.Reset()
 	// Without Strict the same input is rewritten, the unmapped left alone.
 	res, err := Rewrite(context.Background(), []string{"-"}, Options{Map: relocate, Scan: scan.Options{Stdin: strings.NewReader(in)}}, &out)
 	if err != nil {
@@ -197,7 +197,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("scan: %v %v", refs, err)
 	}
 	refs[0].Span.Offset = 2
-	_, _, err = apply("f.yaml", in, refs, Options{Map: relocate})
+	_, _, err = apply("f.yaml", in, 0, refs, Options{Map: relocate})
 	want := `f.yaml:2: cannot replace "nginx:1.25" in place: the result did not parse back to the intended value`
 	if err == nil || err.Error() != want {
 		t.Errorf("err:\n got %v\nwant %s", err, want)
