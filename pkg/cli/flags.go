@@ -42,7 +42,7 @@ type inputFlags struct {
 func (f *inputFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.files, "filename", "f", nil, "manifest file, directory (recursive: .yaml, .yml, .json) or - for stdin (repeatable)")
 	fs.StringVar(&f.config, "config", "", "ferry config file with extra search rules (see docs/config.md)")
-	fs.StringVar(&f.maxDocSize, "max-document-size", "64MiB", "largest single YAML document read (KiB, MiB, GiB; 0 for no limit); parsing one costs about 20 times its size in memory")
+	fs.StringVar(&f.maxDocSize, "max-document-size", "64MiB", "largest single YAML document to read, e.g. 64MiB or 1GiB; 0 for no limit (see docs/scan.md)")
 }
 
 // check requires at least one -f.
