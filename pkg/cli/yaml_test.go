@@ -1,11 +1,17 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/scan"
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
 )
 
 // TestRewriteCLIManyUnmapped: a stream of many references without a lock
@@ -103,5 +109,42 @@ func TestMaxDocumentSizeFlag(t *testing.T) {
 				t.Errorf("stdout:\n%s", stdout)
 			}
 		})
+	}
+}
+
+// TestScanOutputStreamed: scan prints its hits as it finds them, and the
+// JSON and YAML it prints are what encoding the whole list at once gives.
+func TestScanOutputStreamed(t *testing.T) {
+	in := scanManifest + "---\nkind: Pod\nmetadata:\n  name: \"<a&b>\"\nspec:\n  containers:\n  - image: nginx:1.25@sha256:zz\n  - image: 'é.example/x:v1'\n"
+	refs, err := scan.Bytes(scan.StdinName, []byte(in), scan.Options{})
+	if err != nil || len(refs) < 4 {
+		t.Fatalf("scan: %d refs, %v", len(refs), err)
+	}
+	rows := make([]refRow, len(refs))
+	for i, r := range refs {
+		rows[i] = refRow{Ref: r}
+		if r.Err != nil {
+			rows[i].Error = r.Err.Error()
+		}
+	}
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetIndent("", "  ")
+	enc.Encode(rows)
+	stdout, _, code := runCLI(t, in, "scan", "-f", "-", "-o", "json")
+	if code != 0 || stdout != want.String() {
+		t.Errorf("json: exit %d (-want +got):\n%s", code, cmp.Diff(want.String(), stdout))
+	}
+	wantYAML, _ := yaml.Marshal(rows)
+	stdout, _, code = runCLI(t, in, "scan", "-f", "-", "-o", "yaml")
+	if code != 0 || stdout != string(wantYAML) {
+		t.Errorf("yaml: exit %d (-want +got):\n%s", code, cmp.Diff(string(wantYAML), stdout))
+	}
+	// A fault in a later document prints nothing on stdout.
+	for _, format := range []string{"text", "json", "yaml"} {
+		stdout, stderr, code := runCLI(t, in+"---\na: [\n", "scan", "-f", "-", "-o", format)
+		if code != 1 || stdout != "" || !strings.HasPrefix(stderr, "warning: ") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", format, code, stdout, stderr)
+		}
 	}
 }

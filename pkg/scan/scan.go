@@ -104,21 +104,38 @@ type Input struct {
 // in input order, then document order. The inputs are read one document at
 // a time (see Documents).
 func Scan(ctx context.Context, inputs []string, o Options) ([]Ref, error) {
-	files, err := Files(ctx, inputs)
+	var refs []Ref
+	err := Each(ctx, inputs, o, func(r Ref) error {
+		refs = append(refs, r)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	var refs []Ref
+	return refs, nil
+}
+
+// Each is Scan calling fn for each reference as its document is scanned,
+// so that what it finds need not be held; an error from fn stops it.
+func Each(ctx context.Context, inputs []string, o Options, fn func(Ref) error) error {
+	files, err := Files(ctx, inputs)
+	if err != nil {
+		return err
+	}
 	for _, f := range files {
 		err := Documents(ctx, f, o, func(d *Document) error {
-			refs = append(refs, d.Refs...)
+			for _, r := range d.Refs {
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return refs, nil
+	return nil
 }
 
 // Extensions are the file name endings read when walking a directory.
