@@ -137,10 +137,15 @@ func (j *joiner) Write(p []byte) (int, error) {
 		j.raw(p)
 		return len(p), j.err
 	}
-	j.head = append(j.head, p...)
-	if len(j.head) >= len("---\r\n") {
-		j.separate()
+	// Enough to tell "---\r\n" from the rest; a large document is not copied.
+	need := len("---\r\n") - len(j.head)
+	if len(p) < need {
+		j.head = append(j.head, p...)
+		return len(p), j.err
 	}
+	j.head = append(j.head, p[:need]...)
+	j.separate()
+	j.raw(p[need:])
 	return len(p), j.err
 }
 
