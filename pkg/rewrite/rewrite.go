@@ -40,15 +40,23 @@ type Options struct {
 
 // Result says what a rewrite did.
 type Result struct {
-	// Refs is every reference found, as written.
+	// Found counts the references found.
+	Found int
+	// Refs is every reference found, as written: filled by Bytes only, as
+	// Rewrite and InPlace do not hold what a stream holds.
 	Refs []scan.Ref
 	// Rewritten counts the references replaced.
 	Rewritten int
 	// Unmapped lists references Map had no answer for (and invalid ones),
-	// left as written.
+	// left as written: Rewrite and InPlace list the first place of each,
+	// Bytes every place.
 	Unmapped []scan.Ref
+	// UnmappedCount counts every place a reference was left as written.
+	UnmappedCount int
 	// Changed lists the files whose content changed.
 	Changed []string
+
+	unmapped map[string]bool
 }
 
 // MaxListed is how many references an UnmappedError names; it counts the rest.
@@ -280,14 +288,18 @@ func strict(o Options, res Result) error {
 func file(ctx context.Context, f scan.Input, o Options, res *Result, w io.Writer) (changed bool, err error) {
 	err = scan.Documents(ctx, f, o.Scan, func(d *scan.Document) error {
 		out, dr, err := apply(d.File, d.Data, d.Offset, d.Refs, o)
-		for _, r := range dr.Refs {
-			// Keep what reports need, not the scalars' text.
-			r.Span.Value = ""
-			res.Refs = append(res.Refs, r)
+		res.Found += dr.Found
+		res.UnmappedCount += dr.UnmappedCount
+		if res.unmapped == nil {
+			res.unmapped = map[string]bool{}
 		}
 		for _, r := range dr.Unmapped {
-			r.Span.Value = ""
-			res.Unmapped = append(res.Unmapped, r)
+			// The first place of each is all reports need.
+			if !res.unmapped[r.Image] {
+				res.unmapped[r.Image] = true
+				r.Span.Value = ""
+				res.Unmapped = append(res.Unmapped, r)
+			}
 		}
 		res.Rewritten += dr.Rewritten
 		if err != nil {
@@ -333,6 +345,8 @@ func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
 	var out bytes.Buffer
 	err := scan.Stream(context.Background(), name, bytes.NewReader(data), o.Scan, func(d *scan.Document) error {
 		b, dr, err := apply(d.File, d.Data, d.Offset, d.Refs, o)
+		res.Found += dr.Found
+		res.UnmappedCount += dr.UnmappedCount
 		res.Refs = append(res.Refs, dr.Refs...)
 		res.Unmapped = append(res.Unmapped, dr.Unmapped...)
 		res.Rewritten += dr.Rewritten
@@ -348,16 +362,18 @@ func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
 // apply replaces refs, found in data (one part of a file, starting at byte
 // base of it), as o.Map says.
 func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]byte, Result, error) {
-	res := Result{Refs: refs}
+	res := Result{Refs: refs, Found: len(refs)}
 	var edits []edit
 	for _, r := range refs {
 		if r.Err != nil {
 			res.Unmapped = append(res.Unmapped, r)
+			res.UnmappedCount++
 			continue
 		}
 		to, ok := o.Map(r.Image)
 		if !ok {
 			res.Unmapped = append(res.Unmapped, r)
+			res.UnmappedCount++
 			continue
 		}
 		if _, err := imageref.Parse(to); err != nil {

@@ -59,8 +59,11 @@ func TestRewriteStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Rewritten != n {
-		t.Errorf("rewrote %d, want %d", res.Rewritten, n)
+	if res.Rewritten != n || res.Found != n {
+		t.Errorf("rewrote %d of %d, want %d", res.Rewritten, res.Found, n)
+	}
+	if len(res.Refs) != 0 {
+		t.Errorf("the result holds all %d references: memory would grow with the stream", len(res.Refs))
 	}
 	if w.at > 512<<10 {
 		t.Errorf("output began after %d bytes of input were read, want under 512 KiB", w.at)
