@@ -210,6 +210,7 @@ func run(ctx context.Context, c config) error {
 		if sec, ok := section(string(old)); ok && len(rep.Scales) == 0 && !strings.Contains(sec, scalePlaceholder) {
 			doc = splice(doc, sec)
 		}
+		doc = keepYAMLSection(doc, string(old))
 	}
 	if err := os.WriteFile(c.out, []byte(doc), 0o644); err != nil {
 		return err

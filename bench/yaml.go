@@ -20,7 +20,28 @@ import (
 const (
 	yamlBegin = "<!-- bench:yaml -->"
 	yamlEnd   = "<!-- /bench:yaml -->"
+	// yamlHistoryEnd ends notes kept after the section (figures from
+	// before a change), which -only-yaml leaves alone.
+	yamlHistoryEnd = "<!-- /bench:yaml-history -->"
 )
+
+// keepYAMLSection carries the YAML study and its notes from the old report
+// into a new one that lacks them.
+func keepYAMLSection(doc, old string) string {
+	i := strings.Index(old, yamlBegin)
+	if i < 0 || strings.Contains(doc, yamlBegin) {
+		return doc
+	}
+	end := yamlHistoryEnd
+	j := strings.Index(old, end)
+	if j < i {
+		end = yamlEnd
+		if j = strings.Index(old, end); j < i {
+			return doc
+		}
+	}
+	return strings.TrimRight(doc, "\n") + "\n\n" + old[i:j+len(end)] + "\n"
+}
 
 // yamlImages are the references of the generated pods; the lock maps each.
 var yamlImages = []string{
