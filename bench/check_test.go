@@ -144,3 +144,15 @@ func TestMedian(t *testing.T) {
 		})
 	}
 }
+
+func TestKeepYAMLSection(t *testing.T) {
+	old := "# Performance\n\nold body\n\n" + yamlBegin + "\n## Large YAML\nfigures\n" + yamlEnd + "\n\n### Before\nold figures\n" + yamlHistoryEnd + "\n"
+	got := keepYAMLSection("# Performance\n\nnew body\n", old)
+	want := "# Performance\n\nnew body\n\n" + yamlBegin + "\n## Large YAML\nfigures\n" + yamlEnd + "\n\n### Before\nold figures\n" + yamlHistoryEnd + "\n"
+	if got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if got := keepYAMLSection("new\n", "no section\n"); got != "new\n" {
+		t.Errorf("without a section: %q", got)
+	}
+}

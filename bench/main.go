@@ -38,11 +38,16 @@ type config struct {
 	// onlyScales runs just the scaling study and splices its section into
 	// the existing report.
 	onlyScales bool
+	// onlyYAML runs just the YAML study (bench/yaml.go).
+	onlyYAML  bool
+	yamlSizes []int
+	yamlFerry string
+	yamlArgs  []string
 }
 
 func main() {
 	var c config
-	var jobs, scales, tools string
+	var jobs, scales, tools, yamlSizes, yamlArgs string
 	flag.Float64Var(&c.scale, "scale", 1, "size of the image set: 1 is about 1.5 GiB of unique blobs in 12 repositories")
 	flag.IntVar(&c.runs, "runs", 5, "runs per tool and job (medians are reported); 3 for a quick look")
 	flag.StringVar(&jobs, "jobs", "a,b,c,floor,rerun", "which of a (pkg), b (unpkg), c (relocate), floor, rerun to run")
@@ -55,7 +60,20 @@ func main() {
 	flag.StringVar(&c.workDir, "work", "bench/out", "cache, tools and scratch directory")
 	flag.IntVar(&c.floorRuns, "floor-runs", 3, "repetitions of each floor measurement")
 	flag.BoolVar(&c.onlyScales, "only-scales", false, "run only the -scales study and replace that section of the existing -out report")
+	flag.BoolVar(&c.onlyYAML, "only-yaml", false, "run only the YAML study (scan and rewrite memory against input size) and replace that section of the -out report")
+	flag.StringVar(&yamlSizes, "yaml-sizes", "1,10,100", "input sizes in MiB for -only-yaml")
+	flag.StringVar(&c.yamlFerry, "yaml-ferry", "", "ferry binary for -only-yaml (default: build this tree)")
+	flag.StringVar(&yamlArgs, "yaml-args", "", "extra ferry arguments for -only-yaml, space-separated")
 	flag.Parse()
+	for _, s := range strings.Split(yamlSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: -yaml-sizes: %q is not a positive number of MiB\n", s)
+			os.Exit(2)
+		}
+		c.yamlSizes = append(c.yamlSizes, n)
+	}
+	c.yamlArgs = strings.Fields(yamlArgs)
 	c.jobs = map[string]bool{}
 	for _, j := range strings.Split(jobs, ",") {
 		c.jobs[strings.TrimSpace(j)] = true
@@ -91,6 +109,10 @@ func main() {
 			os.Exit(130)
 		}
 	}()
+	run := run
+	if c.onlyYAML {
+		run = runYAMLStudy
+	}
 	err := run(ctx, c)
 	runCleanups()
 	if err != nil {
@@ -188,6 +210,7 @@ func run(ctx context.Context, c config) error {
 		if sec, ok := section(string(old)); ok && len(rep.Scales) == 0 && !strings.Contains(sec, scalePlaceholder) {
 			doc = splice(doc, sec)
 		}
+		doc = keepYAMLSection(doc, string(old))
 	}
 	if err := os.WriteFile(c.out, []byte(doc), 0o644); err != nil {
 		return err

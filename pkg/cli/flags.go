@@ -64,11 +64,14 @@ type inputFlags struct {
 	// read it twice.
 	stdin []byte
 	read  bool
+	// maxDocSize is --max-document-size as given.
+	maxDocSize string
 }
 
 func (f *inputFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.files, "filename", "f", nil, "manifest file, directory (recursive: .yaml, .yml, .json) or - for stdin (repeatable)")
 	fs.StringVar(&f.config, "config", "", "ferry config file with extra search rules (see docs/config.md)")
+	fs.StringVar(&f.maxDocSize, "max-document-size", "64MiB", "largest single YAML document to read, e.g. 64MiB or 1GiB; 0 for no limit (see docs/scan.md)")
 }
 
 // addImages adds --images-file, for commands that also take image

@@ -36,13 +36,34 @@ func (f *inputFlags) stdinOf(cmd *cobra.Command) (io.Reader, error) {
 	return bytes.NewReader(f.stdin), nil
 }
 
-// scanOptions builds the scanner's options from -f/--config.
+// scanOptions builds the scanner's options from -f/--config, for commands
+// that read the inputs twice (stdin is held in memory).
 func (f *inputFlags) scanOptions(cmd *cobra.Command) (scan.Options, error) {
 	stdin, err := f.stdinOf(cmd)
 	if err != nil {
 		return scan.Options{}, err
 	}
+	return f.options(cmd, stdin)
+}
+
+// streamOptions is scanOptions for commands that read the inputs once:
+// stdin is read as a stream, one document at a time.
+func (f *inputFlags) streamOptions(cmd *cobra.Command) (scan.Options, error) {
+	return f.options(cmd, cmd.InOrStdin())
+}
+
+func (f *inputFlags) options(cmd *cobra.Command, stdin io.Reader) (scan.Options, error) {
 	o := scan.Options{Stdin: stdin}
+	if f.maxDocSize != "" {
+		n, err := scan.ParseSize(f.maxDocSize)
+		if err != nil {
+			return o, usageErrorf(cmd, "--max-document-size: %v", err)
+		}
+		o.MaxDocumentSize = n
+		if n == 0 {
+			o.MaxDocumentSize = -1
+		}
+	}
 	if f.config != "" {
 		c, err := scan.LoadConfig(f.config)
 		if err != nil {
@@ -83,6 +104,10 @@ func (f *inputFlags) references(ctx context.Context, cmd *cobra.Command) ([]reso
 	for _, h := range hits {
 		r, err := imageref.Parse(h.Image)
 		if err != nil {
+			if h.Err != nil {
+				// The same, with a long value cut.
+				err = h.Err
+			}
 			bad = append(bad, fmt.Errorf("%s:%d: %w", h.File, h.Line, err))
 			continue
 		}
@@ -160,7 +185,8 @@ func rewritten(ctx context.Context, files []string, ro rewrite.Options) ([]byte,
 // stdout once all of them are done. commit (writing the lock, say) runs
 // once the rewrite has succeeded and before anything reaches output or
 // stdout: a failure leaves neither half output nor output without its
-// lock.
+// lock. The rewrite goes one document at a time: for stdout it is held in
+// a temporary file, not in memory.
 func writeRewritten(ctx context.Context, files []string, ro rewrite.Options, output string, stdout io.Writer, commit func() error) (res rewrite.Result, err error) {
 	if output != "" && output != scan.Stdin {
 		err = atomicfile.Write(output, 0o644, func(w io.Writer) error {
@@ -171,13 +197,25 @@ func writeRewritten(ctx context.Context, files []string, ro rewrite.Options, out
 		})
 		return res, err
 	}
-	var buf bytes.Buffer
-	if res, err = rewrite.Rewrite(ctx, files, ro, &buf); err != nil {
+	spool, err := os.CreateTemp("", "ferry-rewrite-*.yaml")
+	if err != nil {
+		return res, fmt.Errorf("rewriting: a temporary file for the output: %w", err)
+	}
+	defer func() {
+		spool.Close()
+		os.Remove(spool.Name())
+	}()
+	if res, err = rewrite.Rewrite(ctx, files, ro, spool); err != nil {
 		return res, err
 	}
 	if err := commit(); err != nil {
 		return res, err
 	}
-	_, err = stdout.Write(buf.Bytes())
-	return res, err
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return res, fmt.Errorf("rewriting: reading back %s: %w", spool.Name(), err)
+	}
+	if _, err := io.Copy(stdout, spool); err != nil {
+		return res, fmt.Errorf("writing manifests: %w", err)
+	}
+	return res, nil
 }

@@ -83,7 +83,7 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if err != nil {
 		return err
 	}
-	so, err := o.in.scanOptions(cmd)
+	so, err := o.in.streamOptions(cmd)
 	if err != nil {
 		return err
 	}
@@ -101,16 +101,28 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	for _, r := range res.Unmapped {
-		if !seen[r.Image] {
-			seen[r.Image] = true
-			fmt.Fprintf(stderr, "warning: %s: %q has no lock entry in %s; left as written\n", r.Location(), r.Image, o.lock)
-		}
-	}
+	warnUnmapped(stderr, res.Unmapped, o.lock)
 	o.root.log(stderr).Debug("rewrote", "references", res.Rewritten, "files changed", len(res.Changed))
 	o.out.notice(stderr)
 	return nil
+}
+
+// warnUnmapped warns about the first few references without a lock entry,
+// once each, and counts the rest in one line.
+func warnUnmapped(stderr io.Writer, unmapped []scan.Ref, lockPath string) {
+	seen := map[string]bool{}
+	for _, r := range unmapped {
+		if seen[r.Image] {
+			continue
+		}
+		seen[r.Image] = true
+		if len(seen) <= rewrite.MaxListed {
+			fmt.Fprintf(stderr, "warning: %s: %s has no lock entry in %s; left as written\n", r.Location(), scan.Quote(r.Image), lockPath)
+		}
+	}
+	if more := len(seen) - rewrite.MaxListed; more > 0 {
+		fmt.Fprintf(stderr, "warning: %d more references have no lock entry in %s; left as written (--strict lists the first of them and fails)\n", more, lockPath)
+	}
 }
 
 // locations maps each reference as written to where the lock says it is now.

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 
 	"github.com/ferry-dev/ferry/pkg/scan"
@@ -55,20 +57,25 @@ func (o *scanOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stder
 	if err != nil {
 		return err
 	}
-	so, err := o.in.scanOptions(cmd)
+	so, err := o.in.streamOptions(cmd)
 	if err != nil {
 		return err
 	}
-	refs, err := scan.Scan(ctx, o.in.files, so)
+	w, err := newRefWriter(format, stdout)
 	if err != nil {
 		return err
 	}
-	for _, r := range refs {
+	defer w.close()
+	err = scan.Each(ctx, o.in.files, so, func(r scan.Ref) error {
 		if r.Err != nil {
 			fmt.Fprintf(stderr, "warning: %s: %v\n", r.Location(), r.Err)
 		}
+		return w.add(r)
+	})
+	if err != nil {
+		return err
 	}
-	return writeRefs(stdout, format, refs)
+	return w.finish()
 }
 
 // refRow is a scan hit as printed: the reference plus why it is invalid.
@@ -77,46 +84,102 @@ type refRow struct {
 	Error    string `json:"error,omitempty" yaml:"error,omitempty"`
 }
 
-func writeRefs(w io.Writer, format string, refs []scan.Ref) error {
-	rows := make([]refRow, len(refs))
-	for i, r := range refs {
-		rows[i] = refRow{Ref: r}
-		if r.Err != nil {
-			rows[i].Error = r.Err.Error()
-		}
+// refWriter prints scan hits as they are found, without holding them: JSON
+// and YAML go through a temporary file, and text through a tabwriter (which
+// holds only the text), so that a failure part-way prints nothing.
+type refWriter struct {
+	format string
+	stdout io.Writer
+	spool  *os.File
+	buf    *bufio.Writer
+	tw     *tabwriter.Writer
+	n      int
+}
+
+func newRefWriter(format string, stdout io.Writer) (*refWriter, error) {
+	w := &refWriter{format: format, stdout: stdout}
+	if format == "text" {
+		w.tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w.tw, "LOCATION\tRESOURCE\tPATH\tIMAGE\tSOURCE")
+		return w, nil
 	}
-	switch format {
+	f, err := os.CreateTemp("", "ferry-scan-*")
+	if err != nil {
+		return nil, fmt.Errorf("scanning: a temporary file for the output: %w", err)
+	}
+	w.spool, w.buf = f, bufio.NewWriterSize(f, 64<<10)
+	return w, nil
+}
+
+func (w *refWriter) add(r scan.Ref) error {
+	row := refRow{Ref: r}
+	if r.Err != nil {
+		row.Error = r.Err.Error()
+	}
+	w.n++
+	switch w.format {
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	case "yaml":
-		if len(rows) == 0 {
-			_, err := io.WriteString(w, "[]\n")
-			return err
-		}
-		b, err := yaml.Marshal(rows)
+		// As json.Encoder with SetIndent("", "  ") writes the whole array.
+		b, err := json.MarshalIndent(row, "  ", "  ")
 		if err != nil {
 			return fmt.Errorf("encoding references: %w", err)
 		}
-		_, err = w.Write(b)
+		if w.n == 1 {
+			w.buf.WriteString("[\n  ")
+		} else {
+			w.buf.WriteString(",\n  ")
+		}
+		_, err = w.buf.Write(b)
+		return err
+	case "yaml":
+		b, err := yaml.Marshal([]refRow{row})
+		if err != nil {
+			return fmt.Errorf("encoding references: %w", err)
+		}
+		_, err = w.buf.Write(b)
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LOCATION\tRESOURCE\tPATH\tIMAGE\tSOURCE")
-	for _, r := range rows {
-		res := r.Kind
-		if r.Name != "" {
-			res += "/" + r.Name
-		}
-		if res == "" {
-			res = "-"
-		}
-		src := r.Source
-		if r.Err != nil {
-			src += " (invalid)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Location(), res, r.Path, r.Image, src)
+	res := r.Kind
+	if r.Name != "" {
+		res += "/" + r.Name
 	}
-	return tw.Flush()
+	if res == "" {
+		res = "-"
+	}
+	src := r.Source
+	if r.Err != nil {
+		src += " (invalid)"
+	}
+	_, err := fmt.Fprintf(w.tw, "%s\t%s\t%s\t%s\t%s\n", r.Location(), res, r.Path, r.Image, src)
+	return err
+}
+
+// finish prints what was found.
+func (w *refWriter) finish() error {
+	if w.tw != nil {
+		return w.tw.Flush()
+	}
+	switch {
+	case w.n == 0:
+		w.buf.WriteString("[]\n")
+	case w.format == "json":
+		w.buf.WriteString("\n]\n")
+	}
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("scanning: writing %s: %w", w.spool.Name(), err)
+	}
+	if _, err := w.spool.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("scanning: reading back %s: %w", w.spool.Name(), err)
+	}
+	if _, err := io.Copy(w.stdout, w.spool); err != nil {
+		return fmt.Errorf("writing references: %w", err)
+	}
+	return nil
+}
+
+func (w *refWriter) close() {
+	if w.spool != nil {
+		w.spool.Close()
+		os.Remove(w.spool.Name())
+	}
 }

@@ -12,6 +12,7 @@
 package rewrite
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -22,7 +23,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ferry-dev/ferry/pkg/atomicfile"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/scan"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -40,16 +40,27 @@ type Options struct {
 
 // Result says what a rewrite did.
 type Result struct {
-	// Refs is every reference found, as written.
+	// Found counts the references found.
+	Found int
+	// Refs is every reference found, as written: filled by Bytes only, as
+	// Rewrite and InPlace do not hold what a stream holds.
 	Refs []scan.Ref
 	// Rewritten counts the references replaced.
 	Rewritten int
 	// Unmapped lists references Map had no answer for (and invalid ones),
-	// left as written.
+	// left as written: Rewrite and InPlace list the first place of each,
+	// Bytes every place.
 	Unmapped []scan.Ref
+	// UnmappedCount counts every place a reference was left as written.
+	UnmappedCount int
 	// Changed lists the files whose content changed.
 	Changed []string
+
+	unmapped map[string]bool
 }
+
+// MaxListed is how many references an UnmappedError names; it counts the rest.
+const MaxListed = 5
 
 // UnmappedError is returned in strict mode: references with no mapping.
 type UnmappedError struct {
@@ -66,117 +77,246 @@ func (e *UnmappedError) Error() string {
 		fmt.Fprintf(&b, "%d references have no lock entry: ", n)
 	}
 	for i, r := range e.Refs {
+		if i == MaxListed {
+			fmt.Fprintf(&b, " and %d more", n-MaxListed)
+			break
+		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%q (%s)", r.Image, r.Location())
+		fmt.Fprintf(&b, "%s (%s)", scan.Quote(r.Image), r.Location())
 	}
 	return b.String()
 }
 
 // Rewrite rewrites every input and writes them to w as one YAML stream, the
-// files separated by "---". Nothing is written unless every input succeeds.
-// JSON inputs are written as they are (JSON is YAML), rewritten in place.
+// files separated by "---". Inputs are read, rewritten and written one
+// document at a time, so memory follows the largest document, not the
+// stream; what was written stays written when a later document fails, so a
+// caller that must not leave half an output gives a temporary file (as
+// ferry's commands do). JSON inputs are written as they are (JSON is YAML),
+// rewritten in place.
 func Rewrite(ctx context.Context, inputs []string, o Options, w io.Writer) (Result, error) {
-	files, res, err := run(ctx, inputs, o)
+	var res Result
+	if o.Map == nil {
+		return res, errors.New("rewrite: no mapping given")
+	}
+	files, err := scan.Files(ctx, inputs)
 	if err != nil {
 		return res, err
 	}
-	var out bytes.Buffer
+	bw := bufio.NewWriterSize(w, 64<<10)
+	j := &joiner{w: bw}
 	for i, f := range files {
-		if i > 0 && out.Len() > 0 {
-			if !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
-				out.WriteByte('\n')
-			}
-			if !startsWithSeparator(f.out) {
-				out.WriteString("---\n")
-			}
+		j.start(i > 0)
+		if _, err := file(ctx, f, o, &res, j); err != nil {
+			return res, err
 		}
-		out.Write(f.out)
+		if err := j.end(); err != nil {
+			return res, err
+		}
 	}
-	if _, err := w.Write(out.Bytes()); err != nil {
+	if err := bw.Flush(); err != nil {
 		return res, fmt.Errorf("writing manifests: %w", err)
 	}
-	return res, nil
+	return res, strict(o, res)
+}
+
+// joiner writes files one after the other, separated as one YAML stream:
+// a line break where the last file did not end with one, and a "---" line
+// unless the next file starts with one. It holds back the first bytes of
+// each file until it can tell.
+type joiner struct {
+	w       io.Writer
+	n       int64
+	last    byte
+	pending bool
+	head    []byte
+	err     error
+}
+
+func (j *joiner) start(notFirst bool) {
+	j.pending = notFirst && j.n > 0
+	j.head = j.head[:0]
+}
+
+func (j *joiner) Write(p []byte) (int, error) {
+	if !j.pending {
+		j.raw(p)
+		return len(p), j.err
+	}
+	// Enough to tell "---\r\n" from the rest; a large document is not copied.
+	need := len("---\r\n") - len(j.head)
+	if len(p) < need {
+		j.head = append(j.head, p...)
+		return len(p), j.err
+	}
+	j.head = append(j.head, p[:need]...)
+	j.separate()
+	j.raw(p[need:])
+	return len(p), j.err
+}
+
+func (j *joiner) end() error {
+	if j.pending {
+		j.separate()
+	}
+	return j.err
+}
+
+func (j *joiner) separate() {
+	j.pending = false
+	if j.last != '\n' {
+		j.raw([]byte("\n"))
+	}
+	if !startsWithSeparator(j.head) {
+		j.raw([]byte("---\n"))
+	}
+	j.raw(j.head)
+}
+
+func (j *joiner) raw(p []byte) {
+	if j.err != nil || len(p) == 0 {
+		return
+	}
+	if _, err := j.w.Write(p); err != nil {
+		j.err = fmt.Errorf("writing manifests: %w", err)
+		return
+	}
+	j.n += int64(len(p))
+	j.last = p[len(p)-1]
 }
 
 func startsWithSeparator(b []byte) bool {
 	return bytes.HasPrefix(b, []byte("---\n")) || bytes.HasPrefix(b, []byte("---\r\n")) || bytes.Equal(b, []byte("---"))
 }
 
-// InPlace rewrites each input file where it is, atomically; files with
-// nothing to change are not touched. Every file is rewritten in memory and
-// checked before the first one is replaced.
-func InPlace(ctx context.Context, inputs []string, o Options) (Result, error) {
+// InPlace rewrites each input file where it is. Each file is rewritten one
+// document at a time into a temporary file beside it (".NAME.tmp-N"); only
+// when every file has been rewritten and checked are the changed ones
+// renamed into place, so a failure changes nothing. Files with nothing to
+// change are not touched. Temporary files a killed run left beside the
+// files are removed first (see removeStale).
+func InPlace(ctx context.Context, inputs []string, o Options) (res Result, err error) {
 	for _, in := range inputs {
 		if in == scan.Stdin {
 			return Result{}, errors.New("cannot rewrite stdin in place")
 		}
 	}
-	files, res, err := run(ctx, inputs, o)
+	if o.Map == nil {
+		return res, errors.New("rewrite: no mapping given")
+	}
+	files, err := scan.Files(ctx, inputs)
 	if err != nil {
 		return res, err
 	}
-	for _, f := range files {
-		if !f.changed {
-			continue
+	var temps []*temp
+	defer func() {
+		for _, t := range temps {
+			t.discard()
 		}
+	}()
+	for _, f := range files {
+		t, err := rewriteBeside(ctx, f, o, &res)
+		if err != nil {
+			return res, err
+		}
+		if t != nil {
+			temps = append(temps, t)
+		}
+	}
+	if err := strict(o, res); err != nil {
+		return res, err
+	}
+	for len(temps) > 0 {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		// Replace the file a symlink points at, not the link.
-		target, err := filepath.EvalSymlinks(f.in.Path)
-		if err != nil {
-			return res, fmt.Errorf("rewriting %s: %w", f.in.Name, err)
-		}
-		mode := os.FileMode(0o644)
-		if st, err := os.Stat(target); err == nil {
-			mode = st.Mode().Perm()
-		}
-		if err := atomicfile.WriteBytes(target, mode, f.out); err != nil {
+		if err := temps[0].commit(); err != nil {
 			return res, err
 		}
+		temps = temps[1:]
 	}
 	return res, nil
 }
 
-type file struct {
-	in      scan.Input
-	out     []byte
-	changed bool
+// rewriteBeside rewrites f into a temporary file beside it, returned when
+// something changed (nil and no file left otherwise).
+func rewriteBeside(ctx context.Context, f scan.Input, o Options, res *Result) (*temp, error) {
+	// Replace the file a symlink points at, not the link.
+	target, err := filepath.EvalSymlinks(f.Path)
+	if err != nil {
+		return nil, fmt.Errorf("rewriting %s: %w", f.Name, err)
+	}
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(target); err == nil {
+		mode = st.Mode().Perm()
+	}
+	removeStale(target)
+	t, err := createTemp(target, mode)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(t.f, 64<<10)
+	changed, err := file(ctx, f, o, res, bw)
+	if err == nil {
+		if err = bw.Flush(); err != nil {
+			err = fmt.Errorf("writing %s: %w", t.f.Name(), err)
+		}
+	}
+	if err != nil || !changed {
+		t.discard()
+		return nil, err
+	}
+	if err := t.finish(); err != nil {
+		t.discard()
+		return nil, err
+	}
+	return t, nil
 }
 
-func run(ctx context.Context, inputs []string, o Options) ([]file, Result, error) {
-	var res Result
-	if o.Map == nil {
-		return nil, res, errors.New("rewrite: no mapping given")
-	}
-	ins, err := scan.Read(ctx, inputs, o.Scan.Stdin)
-	if err != nil {
-		return nil, res, err
-	}
-	files := make([]file, 0, len(ins))
-	for _, in := range ins {
-		if err := ctx.Err(); err != nil {
-			return nil, res, err
-		}
-		out, fr, err := Bytes(in.Name, in.Data, o)
-		res.Refs = append(res.Refs, fr.Refs...)
-		res.Unmapped = append(res.Unmapped, fr.Unmapped...)
-		res.Rewritten += fr.Rewritten
-		if err != nil {
-			return nil, res, err
-		}
-		changed := !bytes.Equal(out, in.Data)
-		if changed {
-			res.Changed = append(res.Changed, in.Name)
-		}
-		files = append(files, file{in: in, out: out, changed: changed})
-	}
+// strict fails a strict rewrite that left references unmapped.
+func strict(o Options, res Result) error {
 	if o.Strict && len(res.Unmapped) > 0 {
-		return nil, res, &UnmappedError{Refs: firstOfEach(res.Unmapped)}
+		return &UnmappedError{Refs: firstOfEach(res.Unmapped)}
 	}
-	return files, res, nil
+	return nil
+}
+
+// file rewrites one input, document by document, onto w, adding to res;
+// it reports whether anything changed.
+func file(ctx context.Context, f scan.Input, o Options, res *Result, w io.Writer) (changed bool, err error) {
+	err = scan.Documents(ctx, f, o.Scan, func(d *scan.Document) error {
+		out, dr, err := apply(d.File, d.Data, d.Offset, d.Refs, o)
+		res.Found += dr.Found
+		res.UnmappedCount += dr.UnmappedCount
+		if res.unmapped == nil {
+			res.unmapped = map[string]bool{}
+		}
+		for _, r := range dr.Unmapped {
+			// The first place of each is all reports need.
+			if !res.unmapped[r.Image] {
+				res.unmapped[r.Image] = true
+				r.Span.Value = ""
+				res.Unmapped = append(res.Unmapped, r)
+			}
+		}
+		res.Rewritten += dr.Rewritten
+		if err != nil {
+			return err
+		}
+		if dr.Rewritten > 0 {
+			changed = true
+		}
+		if _, err := w.Write(out); err != nil {
+			return fmt.Errorf("writing manifests: %w", err)
+		}
+		return nil
+	})
+	if changed {
+		res.Changed = append(res.Changed, f.Name)
+	}
+	return changed, err
 }
 
 func firstOfEach(refs []scan.Ref) []scan.Ref {
@@ -198,36 +338,54 @@ type edit struct {
 
 // Bytes rewrites one file's content; name is used in errors.
 func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
-	refs, err := scan.Bytes(name, data, o.Scan)
-	if err != nil {
-		return nil, Result{}, err
+	var res Result
+	if o.Map == nil {
+		return nil, res, errors.New("rewrite: no mapping given")
 	}
-	return apply(name, data, refs, o)
+	var out bytes.Buffer
+	err := scan.Stream(context.Background(), name, bytes.NewReader(data), o.Scan, func(d *scan.Document) error {
+		b, dr, err := apply(d.File, d.Data, d.Offset, d.Refs, o)
+		res.Found += dr.Found
+		res.UnmappedCount += dr.UnmappedCount
+		res.Refs = append(res.Refs, dr.Refs...)
+		res.Unmapped = append(res.Unmapped, dr.Unmapped...)
+		res.Rewritten += dr.Rewritten
+		out.Write(b)
+		return err
+	})
+	if err != nil {
+		return nil, res, err
+	}
+	return out.Bytes(), res, nil
 }
 
-// apply replaces refs, found in data, as o.Map says.
-func apply(name string, data []byte, refs []scan.Ref, o Options) ([]byte, Result, error) {
-	res := Result{Refs: refs}
+// apply replaces refs, found in data (one part of a file, starting at byte
+// base of it), as o.Map says.
+func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]byte, Result, error) {
+	res := Result{Refs: refs, Found: len(refs)}
 	var edits []edit
 	for _, r := range refs {
 		if r.Err != nil {
 			res.Unmapped = append(res.Unmapped, r)
+			res.UnmappedCount++
 			continue
 		}
 		to, ok := o.Map(r.Image)
 		if !ok {
 			res.Unmapped = append(res.Unmapped, r)
+			res.UnmappedCount++
 			continue
 		}
 		if _, err := imageref.Parse(to); err != nil {
-			return nil, res, fmt.Errorf("%s: replacing %q: %w", r.Location(), r.Image, err)
+			return nil, res, fmt.Errorf("%s: replacing %s: %w", r.Location(), scan.Quote(r.Image), err)
 		}
 		if to == r.Image {
 			continue
 		}
 		if r.Span.Offset < 0 {
-			return nil, res, fmt.Errorf("%s: cannot replace %q in place: the scalar holding it uses escape sequences; write it without them", r.Location(), r.Image)
+			return nil, res, fmt.Errorf("%s: cannot replace %s in place: the scalar holding it uses escape sequences; write it without them", r.Location(), scan.Quote(r.Image))
 		}
+		r.Span.Offset -= base
 		edits = append(edits, edit{ref: r, new: to})
 	}
 	if len(edits) == 0 {
@@ -240,7 +398,7 @@ func apply(name string, data []byte, refs []scan.Ref, o Options) ([]byte, Result
 	for _, e := range edits {
 		off := e.ref.Span.Offset
 		if off < at || !bytes.HasPrefix(data[off:], []byte(e.ref.Image)) {
-			return nil, res, fmt.Errorf("%s: cannot replace %q in place: it was not found where expected", e.ref.Location(), e.ref.Image)
+			return nil, res, fmt.Errorf("%s: cannot replace %s in place: it was not found where expected", e.ref.Location(), scan.Quote(e.ref.Image))
 		}
 		out.Write(data[at:off])
 		out.WriteString(e.new)
@@ -293,7 +451,7 @@ func verify(name string, out []byte, edits []edit) error {
 		}
 		sort.Ints(bad)
 		r := first[bad[0]]
-		return fmt.Errorf("%s: cannot replace %q in place: the result did not parse back to the intended value", r.Location(), r.Image)
+		return fmt.Errorf("%s: cannot replace %s in place: the result did not parse back to the intended value", r.Location(), scan.Quote(r.Image))
 	}
 	return nil
 }

@@ -95,8 +95,12 @@ func ParseConfig(b []byte) (*Config, error) {
 			return nil, errors.New(strings.Join(msgs, "; "))
 		}
 		var se *SyntaxError
-		if e := syntaxErr("", err); errors.As(e, &se) && se.Line > 0 {
-			return nil, fmt.Errorf("line %d: %s", se.Line, se.Msg)
+		if e := syntaxErr("", err); errors.As(e, &se) && (se.Line > 0 || parserErrors[se.Msg]) {
+			// At the line an editor shows, as for manifests.
+			w := &walker{data: b, lines: lineStarts(b), breaks: parserLineStarts(b)}
+			if errors.As(w.syntaxErr(err), &se) {
+				return nil, fmt.Errorf("line %d: %s", se.Line, se.Msg)
+			}
 		}
 		return nil, fmt.Errorf("invalid config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}

@@ -99,6 +99,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"built-in name", head + "searchRules:\n- name: env\n  keyPattern: x\n", "ferry.yaml: searchRules[0] (env): name \"env\" is already used; rule names must be unique and differ from the built-in field, args, env, configmap, configmap-embedded"},
 		{"duplicate name", head + "searchRules:\n- name: a\n  keyPattern: x\n- name: a\n  keyPattern: y\n", "ferry.yaml: searchRules[1] (a): name \"a\" is already used; rule names must be unique and differ from the built-in field, args, env, configmap, configmap-embedded"},
 		{"not yaml", "a: [\n", "ferry.yaml: line 1: did not find expected node content"},
+		{"fault on a later line", head + "searchRules:\n- name: a\n keyPattern: x\n", "ferry.yaml: line 5: did not find expected key"},
 	}
 	dir := t.TempDir()
 	for _, tt := range tests {

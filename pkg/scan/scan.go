@@ -66,7 +66,7 @@ type Span struct {
 	// text cannot be found verbatim (a double-quoted scalar with escapes).
 	Offset int
 	// Scalar is the ordinal of the scalar node holding the reference among
-	// all scalar nodes of the file, in document order.
+	// all scalar nodes of its Document's Data, in document order.
 	Scalar int
 	// ValueOffset is the byte offset of the reference in the scalar's value.
 	ValueOffset int
@@ -83,46 +83,96 @@ type Options struct {
 	Stdin io.Reader
 	// Config holds user search rules; nil means the built-in rules only.
 	Config *Config
+	// MaxDocumentSize is the largest single YAML document read, in bytes:
+	// 0 means DefaultMaxDocumentSize, a negative value no limit. A stream of
+	// many documents is read one document at a time whatever its length.
+	MaxDocumentSize int
 }
 
-// Input is one file to scan, read into memory.
+// Input is one file to scan.
 type Input struct {
 	// Name is the path as given or found, or StdinName.
 	Name string
 	// Path is the file on disk, "" for stdin.
 	Path string
+	// Data is the content, when read by Read; Files leaves it nil.
 	Data []byte
 }
 
 // Scan reads inputs (files, directories searched recursively for .yaml,
 // .yml and .json files, and "-" for stdin) and returns every reference found,
-// in input order, then document order.
+// in input order, then document order. The inputs are read one document at
+// a time (see Documents).
 func Scan(ctx context.Context, inputs []string, o Options) ([]Ref, error) {
-	files, err := Read(ctx, inputs, o.Stdin)
+	var refs []Ref
+	err := Each(ctx, inputs, o, func(r Ref) error {
+		refs = append(refs, r)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	var refs []Ref
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		found, err := Bytes(f.Name, f.Data, o)
-		if err != nil {
-			return nil, err
-		}
-		refs = append(refs, found...)
-	}
 	return refs, nil
+}
+
+// Each is Scan calling fn for each reference as its document is scanned,
+// so that what it finds need not be held; an error from fn stops it.
+func Each(ctx context.Context, inputs []string, o Options, fn func(Ref) error) error {
+	files, err := Files(ctx, inputs)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		err := Documents(ctx, f, o, func(d *Document) error {
+			for _, r := range d.Refs {
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Extensions are the file name endings read when walking a directory.
 var Extensions = []string{".yaml", ".yml", ".json"}
 
-// Read expands inputs into files and reads them. A directory yields its
-// .yaml, .yml and .json files, recursively, in lexical order; a file named
-// explicitly is read whatever its name.
+// Read expands inputs into files and reads them whole (see Files).
+// Documents reads them one document at a time instead.
 func Read(ctx context.Context, inputs []string, stdin io.Reader) ([]Input, error) {
+	files, err := Files(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		if f.Path == "" {
+			if stdin == nil {
+				stdin = os.Stdin
+			}
+			b, err := io.ReadAll(stdin)
+			if err != nil {
+				return nil, fmt.Errorf("reading stdin: %w", err)
+			}
+			files[i].Data = b
+			continue
+		}
+		b, err := os.ReadFile(f.Path)
+		if err != nil {
+			return nil, readErr(f.Name, err)
+		}
+		files[i].Data = b
+	}
+	return files, nil
+}
+
+// Files expands inputs into the files to read, without reading them. A
+// directory yields its .yaml, .yml and .json files, recursively, in lexical
+// order; a file named explicitly is read whatever its name; "-" is stdin.
+func Files(ctx context.Context, inputs []string) ([]Input, error) {
 	if len(inputs) == 0 {
 		return nil, errors.New("no input: pass manifests as files, directories or - for stdin")
 	}
@@ -137,14 +187,7 @@ func Read(ctx context.Context, inputs []string, stdin io.Reader) ([]Input, error
 				return nil, errors.New("- (stdin) given more than once")
 			}
 			usedStdin = true
-			if stdin == nil {
-				stdin = os.Stdin
-			}
-			b, err := io.ReadAll(stdin)
-			if err != nil {
-				return nil, fmt.Errorf("reading stdin: %w", err)
-			}
-			out = append(out, Input{Name: StdinName, Data: b})
+			out = append(out, Input{Name: StdinName})
 			continue
 		}
 		st, err := os.Stat(in)
@@ -152,11 +195,7 @@ func Read(ctx context.Context, inputs []string, stdin io.Reader) ([]Input, error
 			return nil, readErr(in, err)
 		}
 		if !st.IsDir() {
-			b, err := os.ReadFile(in)
-			if err != nil {
-				return nil, readErr(in, err)
-			}
-			out = append(out, Input{Name: in, Path: in, Data: b})
+			out = append(out, Input{Name: in, Path: in})
 			continue
 		}
 		var paths []string
@@ -188,11 +227,7 @@ func Read(ctx context.Context, inputs []string, stdin io.Reader) ([]Input, error
 		}
 		sort.Strings(paths)
 		for _, p := range paths {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return nil, readErr(p, err)
-			}
-			out = append(out, Input{Name: p, Path: p, Data: b})
+			out = append(out, Input{Name: p, Path: p})
 		}
 	}
 	return out, nil
@@ -251,22 +286,12 @@ func syntaxErr(file string, err error) error {
 
 // Bytes scans one file's content; name is used in hits and errors.
 func Bytes(name string, data []byte, o Options) ([]Ref, error) {
-	rules, err := o.Config.compile()
-	if err != nil {
-		return nil, err
-	}
-	w := &walker{file: name, data: data, lines: lineStarts(data), breaks: parserLineStarts(data), rules: rules, seen: map[[2]int]bool{}}
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		w.bom = 3
-	}
-	err = Nodes(data, func(doc int, n *yaml.Node) {
-		w.doc = doc
-		w.document(n)
+	var refs []Ref
+	err := Stream(context.Background(), name, bytes.NewReader(data), o, func(d *Document) error {
+		refs = append(refs, d.Refs...)
+		return nil
 	})
-	if err != nil {
-		return nil, syntaxErr(name, err)
-	}
-	return w.refs, nil
+	return refs, err
 }
 
 // Nodes decodes every document of a YAML stream (or a JSON document) and
@@ -368,5 +393,5 @@ func (w *walker) position(off int) (line, col int) {
 	if i == 0 {
 		start += w.bom
 	}
-	return i + 1, utf8.RuneCount(w.data[start:off]) + 1
+	return w.line0 + i + 1, utf8.RuneCount(w.data[start:off]) + 1
 }

@@ -412,7 +412,7 @@ func TestSyntaxErrors(t *testing.T) {
 				t.Errorf("err = %q, want file:line", err)
 			}
 			if tt.want != "" && err.Error() != tt.want {
-				t.Logf("err = %q (want %q)", err, tt.want)
+				t.Errorf("err = %q, want %q", err, tt.want)
 			}
 		})
 	}

@@ -56,9 +56,14 @@ type resource struct {
 }
 
 type walker struct {
-	file  string
-	data  []byte
-	lines []int // line starts for reporting (after \n)
+	file string
+	// data is one part of the file (see Documents), which starts at byte
+	// base, after line0 lines (pline0 as the parser counts them).
+	data   []byte
+	base   int
+	line0  int
+	pline0 int
+	lines  []int // line starts for reporting (after \n)
 	// breaks are line starts as the parser counts them, for its positions.
 	breaks []int
 	bom    int
@@ -343,6 +348,12 @@ func (w *walker) emitErr(n *yaml.Node, ord, voff int, ref, source string, err *i
 		return
 	}
 	w.seen[key] = true
+	if err != nil && len(err.Ref) > MaxQuoted {
+		// Messages quote the value: not all of a 10 MB one.
+		e := *err
+		e.Ref = cut(e.Ref) + "…"
+		err = &e
+	}
 	r := Ref{
 		Image:  ref,
 		File:   w.file,
@@ -356,8 +367,9 @@ func (w *walker) emitErr(n *yaml.Node, ord, voff int, ref, source string, err *i
 	}
 	if r.Span.Offset >= 0 {
 		r.Line, r.Column = w.position(r.Span.Offset)
+		r.Span.Offset += w.base
 	} else {
-		r.Line, r.Column = n.Line, n.Column
+		r.Line, r.Column = w.pline0+n.Line, n.Column
 	}
 	w.refs = append(w.refs, r)
 }
