@@ -101,13 +101,13 @@ func New(o Options) (*Client, error) {
 	c.limits = newLimiter(c.jobs)
 	// The guard is outermost: a refusal is final, not worth a retry.
 	c.transport = &httpGuard{
-		next: &retryTransport{
+		next: newPingCache(&retryTransport{
 			next:          base,
 			policy:        o.Retry.withDefaults(),
 			limits:        c.limits,
 			headerTimeout: cmp.Or(o.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
 			commitTimeout: cmp.Or(o.CommitTimeout, DefaultCommitTimeout),
-		},
+		}),
 		allowed: c.allowsHTTP,
 	}
 	return c, nil
@@ -167,7 +167,7 @@ func (c *Client) Jobs() int { return c.jobs }
 
 // Transport is the HTTP transport every registry request goes through:
 // guarded against plain HTTP, retrying transient failures and slowing down
-// on 429. Callers making raw requests must not wrap it in another retry
+// on 429, and pinging each registry once (see pingCache). Callers making raw requests must not wrap it in another retry
 // (go-containerregistry's transport.NewRetry): that would multiply tries.
 func (c *Client) Transport() http.RoundTripper { return c.transport }
 
