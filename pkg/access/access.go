@@ -130,14 +130,16 @@ func New(o Options) (*Client, error) {
 	c.limits = newLimiter(c.jobs)
 	// The guard is outside the retries: a refusal is final, not worth a
 	// retry. The realm relay is outermost: what it relays is guarded too.
+	// The ping cache answers go-containerregistry's GET /v2/ once per
+	// registry for the run.
 	c.transport = &realmRelay{trusted: c.trustsRealm, next: &httpGuard{
-		next: &retryTransport{
+		next: newPingCache(&retryTransport{
 			next:          base,
 			policy:        o.Retry.withDefaults(),
 			limits:        c.limits,
 			headerTimeout: cmp.Or(o.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
 			commitTimeout: cmp.Or(o.CommitTimeout, DefaultCommitTimeout),
-		},
+		}),
 		allowed: c.allowsHTTP,
 	}}
 	return c, nil
@@ -197,7 +199,7 @@ func (c *Client) Jobs() int { return c.jobs }
 
 // Transport is the HTTP transport every registry request goes through:
 // guarded against plain HTTP, retrying transient failures and slowing down
-// on 429. Callers making raw requests must not wrap it in another retry
+// on 429, and pinging each registry once (see pingCache). Callers making raw requests must not wrap it in another retry
 // (go-containerregistry's transport.NewRetry): that would multiply tries.
 func (c *Client) Transport() http.RoundTripper { return c.transport }
 

@@ -126,7 +126,7 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 				o.Retry.Budget = time.Hour
 			}
 			c := newClient(t, o, srv.host())
-			resp, err := get(t, c, srv.URL+"/v2/")
+			resp, err := get(t, c, srv.URL+"/v2/app/tags/list")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +153,7 @@ func TestRetryJitterBounded(t *testing.T) {
 	for range 40 {
 		clock := newFakeClock()
 		c := newClient(t, Options{Retry: clock.policy()}, srv.host())
-		if _, err := get(t, c, srv.URL+"/v2/"); err == nil {
+		if _, err := get(t, c, srv.URL+"/v2/app/tags/list"); err == nil {
 			t.Fatal("want an error from a registry that always answers 503")
 		}
 		got := clock.Sleeps()
@@ -288,7 +288,7 @@ func TestRetryStopsWaitingOnCancel(t *testing.T) {
 	c := newClient(t, Options{}, srv.host())
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/app/tags/list", nil)
 	start := time.Now()
 	_, err := c.Transport().RoundTrip(req)
 	if !errors.Is(err, context.Canceled) {
@@ -313,7 +313,7 @@ func TestRetryNetworkErrors(t *testing.T) {
 	})
 	clock := newFakeClock()
 	c := newClient(t, Options{Retry: clock.policy()}, srv.host())
-	resp, err := get(t, c, srv.URL+"/v2/")
+	resp, err := get(t, c, srv.URL+"/v2/app/tags/list")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestRetryNotForPermanentErrors(t *testing.T) {
 		defer srv.Close()
 		clock := newFakeClock()
 		c := newClient(t, Options{Retry: clock.policy()})
-		_, err := get(t, c, srv.URL+"/v2/")
+		_, err := get(t, c, srv.URL+"/v2/app/tags/list")
 		var re *RetryError
 		if err == nil || errors.As(err, &re) || len(clock.Sleeps()) != 0 {
 			t.Fatalf("err = %v after waits %v, want the certificate error at once", err, clock.Sleeps())
@@ -350,7 +350,7 @@ func TestRetryNotForPermanentErrors(t *testing.T) {
 	t.Run("plain http refused", func(t *testing.T) {
 		srv := startServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {})
 		c := newClient(t, Options{Retry: newFakeClock().policy()})
-		_, err := get(t, c, srv.URL+"/v2/")
+		_, err := get(t, c, srv.URL+"/v2/app/tags/list")
 		if err == nil || !strings.Contains(err.Error(), "--insecure-registry "+srv.host()) || srv.n.Load() != 0 {
 			t.Fatalf("err = %v after %d requests, want a refusal before any request", err, srv.n.Load())
 		}
@@ -391,7 +391,7 @@ func TestTooManyRequestsHalvesInFlight(t *testing.T) {
 	errs := make(chan error, jobs)
 	for range jobs {
 		wg.Go(func() {
-			resp, err := get(t, c, srv.URL+"/v2/")
+			resp, err := get(t, c, srv.URL+"/v2/app/tags/list")
 			if err != nil {
 				errs <- err
 				return
@@ -421,7 +421,7 @@ func TestTooManyRequestsHalvesInFlight(t *testing.T) {
 	}
 	// Successes raise it again, one at a time.
 	for range 2 * increaseAfter {
-		resp, err := get(t, c, srv.URL+"/v2/")
+		resp, err := get(t, c, srv.URL+"/v2/app/tags/list")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -283,10 +283,22 @@ func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 				break
 			}
 		}
-		var missing []name.Repository
+		var here []name.Repository
 		for _, r := range j.repos {
-			if r.RegistryStr() != reg {
-				continue
+			if r.RegistryStr() == reg {
+				here = append(here, r)
+			}
+		}
+		// Until a holder is known, each repository is asked: one that
+		// already has the blob (a previous run, another image) saves an
+		// upload. Once one is known, the rest get a mount straight away:
+		// 201 means the blob is there, whether it was before or not, so a
+		// HEAD first would only add a round trip.
+		var missing, rest []name.Repository
+		for i, r := range here {
+			if holder != nil {
+				rest = here[i:]
+				break
 			}
 			var ok bool
 			err := retry(ctx, func() (err error) {
@@ -300,16 +312,13 @@ func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 				missing = append(missing, r)
 				continue
 			}
-			if holder == nil {
-				holder = &r
-			}
+			holder = &r
 			p.count.blobsSkipped.Add(1)
 			p.count.bytesSkipped.Add(j.desc.Size)
 			p.prog.Add(j.desc.Size)
 		}
-		for _, r := range missing {
-			from := holder
-			mounted, err := p.put(ctx, c, j, r, from)
+		for _, r := range append(missing, rest...) {
+			mounted, err := p.put(ctx, c, j, r, holder)
 			if err != nil {
 				return p.blobErr(j, r, "pushing", err)
 			}
@@ -410,19 +419,27 @@ func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
 			continue
 		}
 		d := m.Desc.Digest
-		var ok bool
-		err := retry(ctx, func() (err error) {
-			ok, _, err = c.headManifest(ctx, j.repo, d.String())
-			return err
-		})
-		if err != nil {
-			return pushed, fmt.Errorf("checking manifest %s of %q in %s: %w", d, name, j.repo.Name(), err)
-		}
-		if ok {
-			p.count.manifestsSkipped.Add(1)
+		if m == j.root && len(j.tags) > 0 {
+			// Put by its first tag below, in one request.
 			continue
 		}
-		err = retry(ctx, func() error { return c.putManifest(ctx, j.repo, d.String(), m.Desc.MediaType, m.Raw, d) })
+		if m != j.root {
+			// findPresent asked about the root only; a child may be there
+			// from a previous run or another image.
+			var ok bool
+			err := retry(ctx, func() (err error) {
+				ok, _, err = c.headManifest(ctx, j.repo, d.String())
+				return err
+			})
+			if err != nil {
+				return pushed, fmt.Errorf("checking manifest %s of %q in %s: %w", d, name, j.repo.Name(), err)
+			}
+			if ok {
+				p.count.manifestsSkipped.Add(1)
+				continue
+			}
+		}
+		err := retry(ctx, func() error { return c.putManifest(ctx, j.repo, d.String(), m.Desc.MediaType, m.Raw, d) })
 		if err != nil {
 			return pushed, fmt.Errorf("pushing manifest %s of %q to %s: %w", d, name, j.repo.Name(), err)
 		}
@@ -437,7 +454,24 @@ func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
 		}
 	}
 	root := j.root.Desc
-	for _, tag := range j.tags {
+	for i, tag := range j.tags {
+		if !j.present {
+			// The root was not there by digest, so no tag can name it yet:
+			// one PUT by tag stores the manifest and the tag, and the
+			// registry's Docker-Content-Digest is checked against ours. A
+			// tag naming another image is replaced, or refused by a
+			// registry with immutable tags, as a PUT after a HEAD would be.
+			err := retry(ctx, func() error { return c.putManifest(ctx, j.repo, tag, root.MediaType, j.root.Raw, root.Digest) })
+			if err != nil {
+				return pushed, fmt.Errorf("pushing manifest %s of %q to %s:%s: %w", root.Digest, name, j.repo.Name(), tag, err)
+			}
+			if i == 0 {
+				p.count.manifestsPushed.Add(1)
+			}
+			p.count.tagsPushed.Add(1)
+			pushed = true
+			continue
+		}
 		// Registries with immutable tags (Harbor, ECR) refuse a re-push of
 		// a tag even with the same digest: look first.
 		var ok bool

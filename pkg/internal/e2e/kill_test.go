@@ -204,11 +204,25 @@ func TestUnpkgKilledResumes(t *testing.T) {
 	if got := proxy.Count(http.MethodPut, testutil.KindUpload, ""); got != blobs {
 		t.Errorf("final run uploaded %d blobs, want the %d the registry lacked", got, blobs)
 	}
-	if got := proxy.Count(http.MethodPost, testutil.KindUpload, ""); got != pairs {
-		t.Errorf("final run started %d uploads or mounts, want the %d (repository, blob) pairs missing", got, pairs)
+	// Each missing pair needs an upload or a mount; once one repository
+	// is known to hold a blob, the others get a mount without a HEAD
+	// first, even those that hold it already (a mount sends no bytes).
+	_, allPairs, _, _ := registryState{}.missing("air", ims)
+	if got := proxy.Count(http.MethodPost, testutil.KindUpload, ""); got < pairs || got > allPairs {
+		t.Errorf("final run started %d uploads or mounts, want at least the %d (repository, blob) pairs missing and at most one per pair (%d)", got, pairs, allPairs)
 	}
-	if got := proxy.Count(http.MethodPut, testutil.KindManifest, ""); got != manifests+tags {
-		t.Errorf("final run put %d manifests and tags, want the %d manifests and %d tags missing", got, manifests, tags)
+	// A missing root goes up by its tag in one PUT, which stores both.
+	byTag := 0
+	seenRoot := map[string]bool{}
+	for _, im := range ims {
+		k := "air/" + im.repo + "@" + im.f.Digest
+		if !seenRoot[k] && !before.manifests[k] && im.tag != "" {
+			byTag++
+		}
+		seenRoot[k] = true
+	}
+	if got := proxy.Count(http.MethodPut, testutil.KindManifest, ""); got != manifests+tags-byTag {
+		t.Errorf("final run put %d manifests and tags, want the %d manifests and %d tags missing, %d of them in one PUT by tag", got, manifests, tags, byTag)
 	}
 	judge(t, air.Host, "air", ims)
 	lf, err := lock.Read(lockOut)
