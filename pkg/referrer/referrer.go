@@ -82,6 +82,22 @@ type Options struct {
 	MaxDepth int
 	// Jobs bounds concurrent lookups; 0 means 4.
 	Jobs int
+	// Registry is what the registry has shown of itself, shared by the
+	// finders of all its repositories, so that a registry without the
+	// referrers API is asked once per run, not once per repository; nil
+	// keeps it to this finder.
+	Registry *Registry
+}
+
+// Registry records whether a registry has the referrers API. The
+// distribution spec forbids a registry with the API to answer 404, so one
+// answer speaks for every repository. Its zero value is ready to use.
+type Registry struct {
+	mu       sync.Mutex
+	noAPI    bool
+	apiKnown bool
+	// probe lets one lookup at a time ask until apiKnown.
+	probe sync.Mutex
 }
 
 // DefaultMaxDepth covers a signature of an attestation of an image and one
@@ -106,11 +122,7 @@ type Finder struct {
 	tags     map[string]bool
 	tagsErr  error
 
-	mu       sync.Mutex
-	noAPI    bool
-	apiKnown bool
-	// probe lets one lookup at a time ask until apiKnown.
-	probe sync.Mutex
+	reg *Registry
 }
 
 // New returns a Finder for src.
@@ -121,7 +133,11 @@ func New(src Source, o Options) *Finder {
 	if o.Jobs <= 0 {
 		o.Jobs = 4
 	}
-	return &Finder{src: src, o: o}
+	reg := o.Registry
+	if reg == nil {
+		reg = &Registry{}
+	}
+	return &Finder{src: src, o: o, reg: reg}
 }
 
 // TagFor is the tag cosign gives an artifact of subject, suffix being
@@ -233,28 +249,28 @@ func (f *Finder) referrers(ctx context.Context, s v1.Hash, tags map[string]bool)
 	// Until the registry has answered once, one lookup asks at a time: a
 	// registry without the API is then asked once, not once per manifest
 	// looked up meanwhile.
-	f.mu.Lock()
-	known := f.apiKnown
-	f.mu.Unlock()
+	f.reg.mu.Lock()
+	known := f.reg.apiKnown
+	f.reg.mu.Unlock()
 	if !known {
-		f.probe.Lock()
-		defer f.probe.Unlock()
+		f.reg.probe.Lock()
+		defer f.reg.probe.Unlock()
 	}
-	f.mu.Lock()
-	noAPI := f.noAPI
-	f.mu.Unlock()
+	f.reg.mu.Lock()
+	noAPI := f.reg.noAPI
+	f.reg.mu.Unlock()
 	if !noAPI {
 		raw, err := f.src.Referrers(ctx, s)
 		switch {
 		case err == nil:
-			f.mu.Lock()
-			f.apiKnown = true
-			f.mu.Unlock()
+			f.reg.mu.Lock()
+			f.reg.apiKnown = true
+			f.reg.mu.Unlock()
 			return parseIndex(raw, fmt.Sprintf("%s answered the referrers API for %s@%s", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s))
 		case f.o.NoAPI != nil && errors.Is(err, f.o.NoAPI):
-			f.mu.Lock()
-			f.noAPI, f.apiKnown = true, true
-			f.mu.Unlock()
+			f.reg.mu.Lock()
+			f.reg.noAPI, f.reg.apiKnown = true, true
+			f.reg.mu.Unlock()
 		default:
 			return nil, err
 		}

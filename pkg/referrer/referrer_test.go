@@ -225,6 +225,31 @@ func TestFindFallsBackToTagSchema(t *testing.T) {
 	}
 }
 
+// TestRegistrySharedByFinders: the finders of two repositories of one
+// registry share what it showed: without the API it is asked once.
+func TestRegistrySharedByFinders(t *testing.T) {
+	w := newWorld(t, false)
+	a, b := w.image(1), w.image(2)
+	apiCalls := 0
+	w.front = func(rw http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, "/referrers/") {
+			apiCalls++
+			http.Error(rw, "no", http.StatusNotFound)
+			return true
+		}
+		return false
+	}
+	reg := &referrer.Registry{}
+	for _, d := range []v1.Hash{a.Digest, b.Digest} {
+		if _, err := w.finder(referrer.Options{Jobs: 1, Registry: reg}).Find(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if apiCalls != 1 {
+		t.Errorf("referrers API asked %d times by two finders sharing a Registry, want 1", apiCalls)
+	}
+}
+
 func TestFindNothingAttached(t *testing.T) {
 	w := newWorld(t, false)
 	img := w.image(1)

@@ -39,10 +39,12 @@ type sources struct {
 	client  *access.Client
 	repos   map[string]*source.Repo
 	finders map[*source.Repo]*referrer.Finder
+	// registries share what each registry showed of its referrers API.
+	registries map[string]*referrer.Registry
 }
 
 func newSources(client *access.Client) *sources {
-	return &sources{client: client, repos: map[string]*source.Repo{}, finders: map[*source.Repo]*referrer.Finder{}}
+	return &sources{client: client, repos: map[string]*source.Repo{}, finders: map[*source.Repo]*referrer.Finder{}, registries: map[string]*referrer.Registry{}}
 }
 
 // finder is the repository's one finder of signatures, attestations, SBOMs
@@ -51,7 +53,13 @@ func (s *sources) finder(f graph.Fetcher) *referrer.Finder {
 	repo := f.(*source.Repo)
 	fd := s.finders[repo]
 	if fd == nil {
-		fd = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: s.client.Jobs()})
+		host := repo.Repository().RegistryStr()
+		reg := s.registries[host]
+		if reg == nil {
+			reg = &referrer.Registry{}
+			s.registries[host] = reg
+		}
+		fd = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: s.client.Jobs(), Registry: reg})
 		s.finders[repo] = fd
 	}
 	return fd
