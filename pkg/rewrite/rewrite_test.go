@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +86,7 @@ func assertOnlyReferencesChanged(t *testing.T, in, out []byte, refs []scan.Ref) 
 func TestQuotingGoldenDetails(t *testing.T) {
 	out, err := os.ReadFile("testdata/quoting.yaml.golden")
 	if err != nil {
-		t.Skip("no golden yet")
+		prereq.SkipRequired(t, "golden testdata/quoting.yaml.golden missing: go test ./pkg/rewrite -update")
 	}
 	s := string(out)
 	for _, want := range []string{
@@ -273,7 +274,7 @@ func TestCorpusRoundTrip(t *testing.T) {
 	const dir = "../../../shared/corpus/manifests"
 	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if len(files) == 0 {
-		t.Skip("corpus not found")
+		prereq.SkipRequired(t, "corpus not found: "+dir)
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

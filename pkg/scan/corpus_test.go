@@ -2,6 +2,8 @@ package scan
 
 import (
 	"context"
+	"fmt"
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +54,7 @@ var corpusCounts = map[string]int{
 func corpus(t *testing.T) map[string][]Ref {
 	t.Helper()
 	if _, err := os.Stat(corpusDir); err != nil {
-		t.Skipf("corpus not found: %v", err)
+		prereq.SkipRequired(t, fmt.Sprintf("corpus not found: %v", err))
 	}
 	refs, err := Scan(context.Background(), []string{corpusDir}, Options{})
 	if err != nil {
