@@ -171,6 +171,13 @@ func buildTool(pkg, version, name string) (string, error) {
 	if isFile(path) {
 		return path, nil
 	}
+	// Builds cut short (a test process killed at its time limit) left
+	// their directories; none is running while the lock is held.
+	if stale, _ := filepath.Glob(filepath.Join(dir, ".build-*")); len(stale) > 0 {
+		for _, d := range stale {
+			_ = os.RemoveAll(d)
+		}
+	}
 	tmp, err := os.MkdirTemp(dir, ".build-")
 	if err != nil {
 		return "", fmt.Errorf("building the test tool (%s): %w", what, err)
