@@ -20,10 +20,14 @@ build: ## build bin/ferry
 # The race detector needs cgo and a C compiler; without them the tests run
 # without it, and make test says so.
 RACE      ?= $(shell test "$$($(GO) env CGO_ENABLED)" = 1 && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
-# Packages with end-to-end tests: they start registries and run the ferry
-# binary, and spend their time in those processes, so make test runs them
-# without -race (their unit tests also run with it, under -short).
-E2E_PKGS  := ./pkg/internal/testutil ./pkg/source ./pkg/bundle ./pkg/transfer ./cmd/ferry ./pkg/internal/e2e
+# Tests on real registries whose code under test runs in the test process
+# (testutil's fault proxy, pkg/source's fetches): with -race.
+REG_PKGS  := ./pkg/internal/testutil ./pkg/source
+# End-to-end packages: they run the ferry binary (not race-built) against
+# registries and spend their time in those processes, so make test runs
+# them without -race (their unit tests ran with it, under -short). The
+# longest comes last, so that the others' lines print as they finish.
+E2E_PKGS  := ./cmd/ferry ./pkg/bundle ./pkg/transfer ./pkg/internal/e2e
 # Every package appends its line of prerequisites skipped here.
 SKIPLOG   := $(CURDIR)/bin/test-skips.log
 
@@ -35,6 +39,8 @@ test: ## unit tests (-race) then end-to-end tests on real registries; the first 
 	@rc=0; \
 	echo "== unit tests: go test $(or $(RACE),(no -race: it needs cgo and a C compiler)) -short ./..."; \
 	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -short -count=1 -timeout 20m ./... || rc=1; \
+	echo "== tests on real registries: go test $(RACE) $(REG_PKGS)"; \
+	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -count=1 -timeout 20m $(REG_PKGS) || rc=1; \
 	echo "== end-to-end tests: go test (no -race) $(E2E_PKGS)"; \
 	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test -count=1 -timeout 20m $(E2E_PKGS) || rc=1; \
 	if [ -s $(SKIPLOG) ]; then sort -u $(SKIPLOG); else echo "no test skipped for want of a prerequisite"; fi; \
