@@ -20,14 +20,15 @@ build: ## build bin/ferry
 # The race detector needs cgo and a C compiler; without them the tests run
 # without it, and make test says so.
 RACE      ?= $(shell test "$$($(GO) env CGO_ENABLED)" = 1 && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
+UNIT_PKGS ?= ./...
 # Tests on real registries whose code under test runs in the test process
 # (testutil's fault proxy, pkg/source's fetches): with -race.
-REG_PKGS  := ./pkg/internal/testutil ./pkg/source
+REG_PKGS  ?= ./pkg/internal/testutil ./pkg/source
 # End-to-end packages: they run the ferry binary (not race-built) against
 # registries and spend their time in those processes, so make test runs
 # them without -race (their unit tests ran with it, under -short). The
 # longest comes last, so that the others' lines print as they finish.
-E2E_PKGS  := ./cmd/ferry ./pkg/bundle ./pkg/transfer ./pkg/internal/e2e
+E2E_PKGS  ?= ./cmd/ferry ./pkg/bundle ./pkg/transfer ./pkg/internal/e2e
 # Every package appends its line of prerequisites skipped here.
 SKIPLOG   := $(CURDIR)/bin/test-skips.log
 
@@ -37,13 +38,16 @@ test: ## unit tests (-race) then end-to-end tests on real registries; the first 
 	@echo "== test tools (built once into the user cache; the first build needs the Go module proxy)"
 	@$(GO) run ./pkg/internal/testutil/testtools
 	@rc=0; \
-	echo "== unit tests: go test $(or $(RACE),(no -race: it needs cgo and a C compiler)) -short ./..."; \
-	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -short -count=1 -timeout 20m ./... || rc=1; \
+	echo "== unit tests: go test $(or $(RACE),(no -race: it needs cgo and a C compiler)) -short $(UNIT_PKGS)"; \
+	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -short -count=1 -timeout 20m $(UNIT_PKGS) || rc=1; \
 	echo "== tests on real registries: go test $(RACE) $(REG_PKGS)"; \
 	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -count=1 -timeout 20m $(REG_PKGS) || rc=1; \
 	echo "== end-to-end tests: go test (no -race) $(E2E_PKGS)"; \
 	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test -count=1 -timeout 20m $(E2E_PKGS) || rc=1; \
-	if [ -s $(SKIPLOG) ]; then sort -u $(SKIPLOG); else echo "no test skipped for want of a prerequisite"; fi; \
+	echo "== prerequisites"; \
+	if [ -s $(SKIPLOG) ]; then \
+	  sort -u $(SKIPLOG) | awk '{p=$$3; sub(/^SKIPPED in [^ ]* /, ""); if (p in a) a[p] = a[p] "; " $$0; else a[p] = $$0} END {for (p in a) print "SKIPPED in " p " " a[p]}' | sort; \
+	else echo "nothing skipped for want of a prerequisite"; fi; \
 	exit $$rc
 
 .PHONY: test-unit
