@@ -2,13 +2,14 @@ package atomicfile
 
 import (
 	"errors"
-	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 )
 
 func TestWrite(t *testing.T) {

@@ -5,7 +5,6 @@ package bundle
 import (
 	"context"
 	"fmt"
-	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 

@@ -3,11 +3,12 @@ package scan
 import (
 	"context"
 	"fmt"
-	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 )
 
 // corpusDir holds real releases, byte for byte (see its SOURCES.md).

@@ -3,12 +3,12 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 )
 
