@@ -32,11 +32,14 @@ E2E_PKGS  ?= ./cmd/ferry ./pkg/bundle ./pkg/transfer ./pkg/internal/e2e
 # Every package appends its line of prerequisites skipped here.
 SKIPLOG   := $(CURDIR)/bin/test-skips.log
 
-.PHONY: test
-test: ## unit tests (-race) then end-to-end tests on real registries; the first run builds the test registry from the Go module proxy
-	@mkdir -p bin && : > $(SKIPLOG)
+.PHONY: test-tools
+test-tools: ## build the test registry (distribution v3) once into the user cache; the first build needs the Go module proxy
 	@echo "== test tools (built once into the user cache; the first build needs the Go module proxy)"
 	@$(GO) run ./pkg/internal/testutil/testtools
+
+.PHONY: test
+test: test-tools ## unit tests (-race) then end-to-end tests on real registries
+	@mkdir -p bin && : > $(SKIPLOG)
 	@rc=0; \
 	echo "== unit tests: go test $(or $(RACE),(no -race: it needs cgo and a C compiler)) -short $(UNIT_PKGS)"; \
 	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -short -count=1 -timeout 20m $(UNIT_PKGS) || rc=1; \
