@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/imageref"
-	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/ferry-dev/ferry/pkg/lock"
 )
@@ -21,9 +20,10 @@ import (
 // pkg/internal/testutil may only be imported from below pkg/. It builds the
 // real binary once and runs it as a user would.
 
-// TestMain ends the run with the summary line of prerequisites skipped.
+// TestMain ends the run with the summary line of prerequisites skipped
+// and removes the ferry binary built for the run.
 func TestMain(m *testing.M) {
-	os.Exit(prereq.Main(m))
+	os.Exit(testutil.Main(m))
 }
 
 // runFerry and mustFerry run the binary built once per test process.

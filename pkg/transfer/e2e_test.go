@@ -16,14 +16,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/ferry-dev/ferry/pkg/lock"
 )
 
-// TestMain ends the run with the summary line of prerequisites skipped.
+// TestMain ends the run with the summary line of prerequisites skipped
+// and removes the ferry binary built for the run.
 func TestMain(m *testing.M) {
-	os.Exit(prereq.Main(m))
+	os.Exit(testutil.Main(m))
 }
 
 // runFerry and mustFerry run the binary built once per test process.

@@ -81,6 +81,7 @@ func TestMain(m *testing.M) {
 	os.Setenv("DOCKER_CONFIG", dir)
 	code := m.Run()
 	prereq.Summary()
+	testutil.RemoveFerry()
 	os.RemoveAll(dir)
 	if template.dir != "" {
 		os.RemoveAll(template.dir)

@@ -7,12 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(prereq.Main(m))
+	os.Exit(Main(m))
 }
 
 func TestRegistryKinds(t *testing.T) {
