@@ -17,14 +17,45 @@ help: ## list the targets
 build: ## build bin/ferry
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
 
+# The race detector needs cgo and a C compiler; without them the tests run
+# without it, and make test says so.
+RACE      ?= $(shell test "$$($(GO) env CGO_ENABLED)" = 1 && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
+UNIT_PKGS ?= ./...
+# Tests on real registries whose code under test runs in the test process
+# (testutil's fault proxy, pkg/source's fetches): with -race.
+REG_PKGS  ?= ./pkg/internal/testutil ./pkg/source
+# End-to-end packages: they run the ferry binary (not race-built) against
+# registries and spend their time in those processes, so make test runs
+# them without -race (their unit tests ran with it, under -short). The
+# longest comes last, so that the others' lines print as they finish.
+E2E_PKGS  ?= ./cmd/ferry ./pkg/bundle ./pkg/transfer ./pkg/internal/e2e
+# Every package appends its line of prerequisites skipped here.
+SKIPLOG   := $(CURDIR)/bin/test-skips.log
+
+.PHONY: test-tools
+test-tools: ## build the test registry (distribution v3) once into the user cache; the first build needs the Go module proxy
+	@echo "== test tools (built once into the user cache; the first build needs the Go module proxy)"
+	@$(GO) run ./pkg/internal/testutil/testtools
+
 .PHONY: test
-test: ## unit and end-to-end tests with the race detector (needs docker-registry and skopeo)
-	$(GO) test -race -count=1 -timeout 30m ./...
-	$(MAKE) fuzz FUZZTIME=5s
+test: test-tools ## unit tests (-race) then end-to-end tests on real registries
+	@mkdir -p bin && : > $(SKIPLOG)
+	@rc=0; \
+	echo "== unit tests: go test $(or $(RACE),(no -race: it needs cgo and a C compiler)) -short $(UNIT_PKGS)"; \
+	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -short -count=1 -timeout 20m $(UNIT_PKGS) || rc=1; \
+	echo "== tests on real registries: go test $(RACE) $(REG_PKGS)"; \
+	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -count=1 -timeout 20m $(REG_PKGS) || rc=1; \
+	echo "== end-to-end tests: go test (no -race) $(E2E_PKGS)"; \
+	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test -count=1 -timeout 20m $(E2E_PKGS) || rc=1; \
+	echo "== prerequisites"; \
+	if [ -s $(SKIPLOG) ]; then \
+	  sort -u $(SKIPLOG) | awk '{p=$$3; sub(/^SKIPPED in [^ ]* /, ""); if (p in a) a[p] = a[p] "; " $$0; else a[p] = $$0} END {for (p in a) print "SKIPPED in " p " " a[p]}' | sort; \
+	else echo "nothing skipped for want of a prerequisite"; fi; \
+	exit $$rc
 
 .PHONY: test-unit
-test-unit: ## unit tests only (-short skips the end-to-end tests)
-	$(GO) test -race -short -count=1 ./...
+test-unit: ## the quick loop: unit tests only (-short skips the end-to-end tests)
+	$(GO) test $(RACE) -short -count=1 ./...
 
 .PHONY: conformance
 conformance: ## the OCI distribution-spec conformance suite against ferry serve (needs docker-registry and skopeo)

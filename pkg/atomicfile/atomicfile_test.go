@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 )
 
 func TestWrite(t *testing.T) {
@@ -98,7 +100,7 @@ func TestWriteToDevicesAndPipes(t *testing.T) {
 	}
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skip("no FIFOs here:", err)
+		prereq.Skip(t, "no FIFOs here: "+err.Error())
 	}
 	got := make(chan string)
 	go func() {

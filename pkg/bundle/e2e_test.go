@@ -20,6 +20,12 @@ import (
 // pkg/internal/testutil may only be imported from below pkg/. It builds the
 // real binary once and runs it as a user would.
 
+// TestMain ends the run with the summary line of prerequisites skipped
+// and removes the ferry binary built for the run.
+func TestMain(m *testing.M) {
+	os.Exit(testutil.Main(m))
+}
+
 // runFerry and mustFerry run the binary built once per test process.
 func runFerry(t *testing.T, dir string, stdin []byte, args ...string) testutil.Result {
 	t.Helper()
@@ -31,17 +37,20 @@ func mustFerry(t *testing.T, dir string, args ...string) testutil.Result {
 	return testutil.MustFerry(t, dir, args...)
 }
 
-// TestBundle packs the standard set from a real registry, lets skopeo read
-// the bundle, verifies it, damages it and inspects it.
+// TestBundle packs the standard set from a real registry of every kind,
+// reads the bundle back with a reader of its own and with skopeo, verifies
+// it, damages it and inspects it.
 func TestBundle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
 	}
-	skopeo, err := exec.LookPath("skopeo")
-	if err != nil {
-		t.Fatal("skopeo not found: apt-get install -y skopeo")
+	for _, kind := range testutil.RegistryKinds() {
+		t.Run(string(kind), func(t *testing.T) { testBundle(t, kind) })
 	}
-	reg := testutil.StartRegistry(t)
+}
+
+func testBundle(t *testing.T, kind testutil.RegistryKind) {
+	reg := testutil.StartRegistryWith(t, testutil.RegistryOptions{Kind: kind})
 	std := testutil.StandardSet(t, reg, 0)
 	dir := t.TempDir()
 
@@ -65,7 +74,21 @@ func TestBundle(t *testing.T) {
 		}
 	}
 
+	t.Run("every image and index is in the archive by its name as written", func(t *testing.T) {
+		for _, f := range std.All() {
+			raw, err := testutil.ArchiveManifest(bundlePath, f.Ref)
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			if got := sha(raw); got != f.Digest {
+				t.Errorf("%s: the archive holds a manifest hashing to %s, want %s", f.Ref, got, f.Digest)
+			}
+		}
+	})
+
 	t.Run("skopeo reads every OCI image and index by its name as written", func(t *testing.T) {
+		skopeo := testutil.Skopeo(t)
 		for _, f := range std.All() {
 			if !strings.Contains(f.MediaType, "vnd.oci.") {
 				// containers/image selects only OCI-typed index.json
@@ -84,6 +107,7 @@ func TestBundle(t *testing.T) {
 	})
 
 	t.Run("skopeo copies out of it", func(t *testing.T) {
+		skopeo := testutil.Skopeo(t)
 		for _, tt := range []struct {
 			f    testutil.Fixture
 			args []string

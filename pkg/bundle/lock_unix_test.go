@@ -4,6 +4,7 @@ package bundle
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -47,7 +49,7 @@ func lockableDir(t *testing.T) string {
 	}
 	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Skipf("no flock on %s: %v", dir, err)
+		prereq.Skip(t, fmt.Sprintf("no flock on %s: %v", dir, err))
 	}
 	return dir
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/imageref"
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/ferry-dev/ferry/pkg/scan"
 	"github.com/google/go-cmp/cmp"
 )
@@ -89,7 +90,7 @@ func assertOnlyReferencesChanged(t *testing.T, in, out []byte, refs []scan.Ref) 
 func TestQuotingGoldenDetails(t *testing.T) {
 	out, err := os.ReadFile("testdata/quoting.yaml.golden")
 	if err != nil {
-		t.Skip("no golden yet")
+		prereq.SkipRequired(t, "golden testdata/quoting.yaml.golden missing: go test ./pkg/rewrite -update")
 	}
 	s := string(out)
 	for _, want := range []string{
@@ -277,7 +278,7 @@ func TestCorpusRoundTrip(t *testing.T) {
 	const dir = "../../../shared/corpus/manifests"
 	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if len(files) == 0 {
-		t.Skip("corpus not found")
+		prereq.SkipRequired(t, "corpus not found: "+dir)
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {

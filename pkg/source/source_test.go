@@ -34,7 +34,7 @@ type faulty struct {
 func startFaulty(t *testing.T) *faulty {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("starts docker-registry")
+		t.Skip("starts a registry")
 	}
 	reg := testutil.StartRegistry(t)
 	img := testutil.PushImage(t, reg, "team/app", "v1", testutil.ImageSpec{Layers: []v1.Layer{testutil.RandomLayer(9, layerSize)}})

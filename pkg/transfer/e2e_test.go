@@ -2,8 +2,9 @@ package transfer_test
 
 // The end-to-end tests live here rather than in cmd/ferry because
 // pkg/internal/testutil may only be imported from below pkg/. They build
-// the real binary once and run it as a user would, against real
-// docker-registry processes, and let skopeo judge the digests.
+// the real binary once and run it as a user would, against real registry
+// processes of every kind (distribution v3, and Debian's 2.8 where it is
+// installed), and let a plain HTTP GET and skopeo judge the digests.
 
 import (
 	"net/http"
@@ -18,6 +19,12 @@ import (
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/ferry-dev/ferry/pkg/lock"
 )
+
+// TestMain ends the run with the summary line of prerequisites skipped
+// and removes the ferry binary built for the run.
+func TestMain(m *testing.M) {
+	os.Exit(testutil.Main(m))
+}
 
 // runFerry and mustFerry run the binary built once per test process.
 func runFerry(t *testing.T, dir string, stdin []byte, args ...string) testutil.Result {
@@ -82,7 +89,7 @@ func transferSet(t *testing.T, src *testutil.Registry, dir string) ([]lockedFixt
 	return fixtures, path
 }
 
-// judge has skopeo check that every manifest of every fixture, children
+// judge has the judges check that every manifest of every fixture, children
 // included, is at reg/prefix/<repo> with its digest unchanged, and that
 // the tags point at the roots.
 func judge(t *testing.T, reg *testutil.Registry, prefix string, fixtures []lockedFixture) {
@@ -91,7 +98,7 @@ func judge(t *testing.T, reg *testutil.Registry, prefix string, fixtures []locke
 		repo := reg.Host + "/" + prefix + "/" + fx.repo
 		for _, d := range fx.f.Manifests() {
 			if got := testutil.SkopeoDigest(t, repo+"@"+d, true); got != d {
-				t.Errorf("%s@%s: skopeo hashes the served manifest to %s", repo, d, got)
+				t.Errorf("%s@%s: the served manifest hashes to %s", repo, d, got)
 			}
 		}
 		if fx.tag != "" {
@@ -162,10 +169,22 @@ func headStatus(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
+// startRegistry starts a plain registry of kind.
+func startRegistry(t *testing.T, kind testutil.RegistryKind) *testutil.Registry {
+	t.Helper()
+	return testutil.StartRegistryWith(t, testutil.RegistryOptions{Kind: kind})
+}
+
 func TestRelocateEndToEnd(t *testing.T) {
 	skipShort(t)
+	for _, kind := range testutil.RegistryKinds() {
+		t.Run(string(kind), func(t *testing.T) { testRelocateEndToEnd(t, kind) })
+	}
+}
+
+func testRelocateEndToEnd(t *testing.T, kind testutil.RegistryKind) {
 	dir := t.TempDir()
-	src, dst := testutil.StartRegistry(t), testutil.StartRegistry(t)
+	src, dst := startRegistry(t, kind), startRegistry(t, kind)
 	// The proxy counts what ferry sends to the target.
 	proxy := testutil.StartFaultProxy(t, dst.Host)
 	fixtures, lockPath := transferSet(t, src, dir)
@@ -281,8 +300,14 @@ func TestRelocateEndToEnd(t *testing.T) {
 
 func TestUnpkgEndToEnd(t *testing.T) {
 	skipShort(t)
+	for _, kind := range testutil.RegistryKinds() {
+		t.Run(string(kind), func(t *testing.T) { testUnpkgEndToEnd(t, kind) })
+	}
+}
+
+func testUnpkgEndToEnd(t *testing.T, kind testutil.RegistryKind) {
 	dir := t.TempDir()
-	src, air := testutil.StartRegistry(t), testutil.StartRegistry(t)
+	src, air := startRegistry(t, kind), startRegistry(t, kind)
 	fixtures, lockPath := transferSet(t, src, dir)
 	wantBlobs, wantBytes, _ := uniqueBlobs(t, src, fixtures)
 	tarball := filepath.Join(dir, "bundle.tar")
@@ -336,7 +361,7 @@ func TestUnpkgEndToEnd(t *testing.T) {
 		if err := os.WriteFile(htpasswd, []byte(line), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		locked := testutil.StartRegistryWith(t, testutil.RegistryOptions{Htpasswd: htpasswd, Username: "ferry", Password: "ferry-pass"})
+		locked := testutil.StartRegistryWith(t, testutil.RegistryOptions{Htpasswd: htpasswd, Username: "ferry", Password: "ferry-pass", Kind: kind})
 		r := runFerry(t, dir, nil, "unpkg", "-i", tarball, "--repository", locked.Host+"/air", "--insecure-registry", locked.Host)
 		if r.Code != 1 || strings.Count(r.Stderr, "\n") != 1 || !strings.Contains(r.Stderr, "docker login "+locked.Host) {
 			t.Errorf("exit %d, stderr %q: want 1 and one line saying docker login %s", r.Code, r.Stderr, locked.Host)

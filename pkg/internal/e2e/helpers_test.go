@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"golang.org/x/sync/errgroup"
@@ -69,7 +70,8 @@ func standardSourceWith(t *testing.T, o testutil.RegistryOptions) (*testutil.Reg
 
 // TestMain points DOCKER_CONFIG at an empty directory for every run of
 // ferry and skopeo, so that a developer's credentials neither help nor
-// leak; the credentials test sets its own.
+// leak; the credentials test sets its own. It ends with the summary line
+// of prerequisites skipped.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ferry-e2e-docker-config-")
 	if err != nil {
@@ -78,6 +80,8 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("DOCKER_CONFIG", dir)
 	code := m.Run()
+	prereq.Summary()
+	testutil.RemoveFerry()
 	os.RemoveAll(dir)
 	if template.dir != "" {
 		os.RemoveAll(template.dir)
@@ -156,9 +160,10 @@ func writeFile(t *testing.T, path string, b []byte) {
 	}
 }
 
-// judge has skopeo check that host/prefix/<repo> serves every manifest of
-// every image, children included, hashing to its digest, and the tag.
-// skopeo starts slowly; a few run at once.
+// judge has the judges (a plain GET, and skopeo where installed) check
+// that host/prefix/<repo> serves every manifest of every image, children
+// included, hashing to its digest, and the tag. skopeo starts slowly; a
+// few run at once.
 func judge(t *testing.T, host, prefix string, ims []image) {
 	t.Helper()
 	type check struct{ ref, want, got string }
@@ -170,17 +175,14 @@ func judge(t *testing.T, host, prefix string, ims []image) {
 		}
 		checks = append(checks, &check{ref: repo + ":" + im.tag, want: im.f.Digest})
 	}
+	testutil.CheckSkopeo(t)
 	g, ctx := errgroup.WithContext(t.Context())
 	g.SetLimit(6)
 	for _, c := range checks {
 		g.Go(func() error {
-			out, err := exec.CommandContext(ctx, "skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+c.ref).Output()
+			out, err := testutil.JudgeManifest(ctx, c.ref, true)
 			if err != nil {
-				var exit *exec.ExitError
-				if errors.As(err, &exit) {
-					return fmt.Errorf("skopeo inspect --raw docker://%s: %v: %s", c.ref, err, exit.Stderr)
-				}
-				return fmt.Errorf("skopeo inspect --raw docker://%s: %v (apt-get install -y skopeo)", c.ref, err)
+				return err
 			}
 			c.got = sha(out)
 			return nil
@@ -191,24 +193,17 @@ func judge(t *testing.T, host, prefix string, ims []image) {
 	}
 	for _, c := range checks {
 		if c.got != c.want {
-			t.Errorf("%s: skopeo hashes the served manifest to %s, want %s", c.ref, c.got, c.want)
+			t.Errorf("%s: the served manifest hashes to %s, want %s", c.ref, c.got, c.want)
 		}
 	}
 }
 
-// skopeoMissing reports whether skopeo finds no manifest at ref, failing
-// the test on any other answer than "manifest unknown".
+// skopeoMissing reports whether the judges (a plain GET, and skopeo where
+// installed) find no manifest at ref, failing the test on any other
+// answer than "manifest unknown".
 func skopeoMissing(t *testing.T, ref string) bool {
 	t.Helper()
-	out, err := exec.CommandContext(t.Context(), "skopeo", "inspect", "--raw", "--tls-verify=false", "docker://"+ref).CombinedOutput()
-	if err == nil {
-		return false
-	}
-	s := strings.ToLower(string(out))
-	if !strings.Contains(s, "manifest unknown") && !strings.Contains(s, "not found") && !strings.Contains(s, "name unknown") {
-		t.Fatalf("skopeo inspect docker://%s: %v: %s", ref, err, out)
-	}
-	return true
+	return testutil.ManifestMissing(t, ref)
 }
 
 func sha(b []byte) string {

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 )
 
@@ -16,11 +18,11 @@ func onTerminal(t *testing.T, dir string, cols int, args ...string) (string, int
 	t.Helper()
 	script, err := exec.LookPath("script")
 	if err != nil {
-		t.Skip("script(1) not installed: no pseudo-terminal to test the bar on")
+		prereq.Skip(t, "script(1) not installed: no pseudo-terminal to test the bar on")
 	}
 	// A sandbox without /dev/pts cannot give one either.
 	if out, err := exec.CommandContext(t.Context(), script, "-qfec", "test -t 2", "/dev/null").CombinedOutput(); err != nil {
-		t.Skipf("script(1) cannot make a pseudo-terminal here: %v %s", err, out)
+		prereq.Skip(t, fmt.Sprintf("script(1) cannot make a pseudo-terminal here: %v %s", err, bytes.TrimSpace(out)))
 	}
 	cmdline := fmt.Sprintf("stty cols %d rows 40; exec %s %s", cols, testutil.Ferry(t), strings.Join(args, " "))
 	cmd := exec.CommandContext(t.Context(), script, "-qfec", cmdline, "/dev/null")

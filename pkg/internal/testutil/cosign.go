@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -17,22 +16,6 @@ import (
 const CosignVersion = "v2.6.5"
 
 const cosignPackage = "github.com/sigstore/cosign/v2/cmd/cosign"
-
-// ToolsDir is where tools built for tests are kept between runs, outside
-// the repository: $FERRY_TEST_TOOLS, else ferry-test-tools in the user's
-// cache directory.
-func ToolsDir() string {
-	if d := os.Getenv("FERRY_TEST_TOOLS"); d != "" {
-		return d
-	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		d = os.TempDir()
-	}
-	return filepath.Join(d, "ferry-test-tools")
-}
-
-var toolMu sync.Mutex
 
 // Cosign returns the path of the pinned cosign CLI, building it once into
 // ToolsDir (several minutes cold) with go install. It skips the test with
@@ -53,45 +36,26 @@ func Oras(t testing.TB) string {
 	return goTool(t, "oras", orasPackage, OrasVersion)
 }
 
-// goTool builds pkg@version once into ToolsDir/name-version and returns
-// the binary's path.
+// goTool returns the path of pkg@version, built once per machine into
+// ToolsDir by buildTool. It skips the test with -short.
 func goTool(t testing.TB, name, pkg, version string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skipf("needs the %s CLI: skipped with -short", name)
 	}
-	toolMu.Lock()
-	defer toolMu.Unlock()
-	dir := filepath.Join(ToolsDir(), name+"-"+version)
-	path := filepath.Join(dir, name)
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Installed aside and renamed: two test processes may build at once,
-	// and an interrupted build leaves nothing at path.
-	tmp, err := os.MkdirTemp(dir, "partial-")
+	path, err := buildTool(pkg, version, name)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "install", pkg+"@"+version)
-	cmd.Dir = tmp // outside ferry's module: the tool's own go.mod decides
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off", "GOFLAGS=")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("building %s: GOBIN=%s go install %s@%s: %v\n%s", name, dir, pkg, version, err, out.Bytes())
-	}
-	if err := os.Rename(filepath.Join(tmp, name), path); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
+
+// BuildCosign and BuildOras build the pinned CLIs into ToolsDir, for
+// `make test-tools`.
+func BuildCosign() (string, error) { return buildTool(cosignPackage, CosignVersion, "cosign") }
+
+// BuildOras builds the pinned oras CLI into ToolsDir.
+func BuildOras() (string, error) { return buildTool(orasPackage, OrasVersion, "oras") }
 
 // RunOras runs oras with args in dir and fails the test unless it exits
 // 0. It returns stdout.

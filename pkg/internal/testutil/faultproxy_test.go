@@ -39,7 +39,7 @@ func sha(b []byte) string {
 
 func TestFaultProxy(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts docker-registry")
+		t.Skip("starts a registry")
 	}
 	reg := StartRegistry(t)
 	const size = 256 << 10

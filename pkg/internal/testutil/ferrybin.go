@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 )
 
 // FerryTimeout bounds one RunFerry: far above what any end-to-end run
@@ -50,6 +52,24 @@ func Ferry(t testing.TB) string {
 		t.Fatal(ferryErr)
 	}
 	return ferryPath
+}
+
+// RemoveFerry deletes the binary Ferry built, if it did. The binary
+// outlives every single test, so the package's TestMain calls it (or Main)
+// after m.Run.
+func RemoveFerry() {
+	if ferryPath != "" {
+		_ = os.RemoveAll(filepath.Dir(ferryPath))
+	}
+}
+
+// Main is a TestMain for packages that use these helpers: it runs the
+// tests, prints the summary line of prerequisites skipped and removes the
+// ferry binary.
+func Main(m *testing.M) int {
+	code := prereq.Main(m)
+	RemoveFerry()
+	return code
 }
 
 // Result is what one run of ferry printed and how it exited.

@@ -1,6 +1,8 @@
 // Package testutil holds helpers shared by ferry's tests: a real registry
-// process on loopback, skopeo as an independent judge of manifest digests,
-// and fixture images pushed byte for byte as written.
+// process on loopback (distribution v3 built from the module proxy, or
+// Debian's 2.8), an independent judge of manifest digests (a plain HTTP
+// GET, and skopeo where installed), and fixture images pushed byte for
+// byte as written.
 package testutil
 
 import (
@@ -26,14 +28,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// registryBinary is Debian's build of distribution 2.8, the registry CI uses.
-const registryBinary = "/usr/bin/docker-registry"
-
 // readyTimeout bounds how long a registry may take to answer GET /v2/.
 const readyTimeout = 10 * time.Second
 
-// Registry is a docker-registry process listening on 127.0.0.1.
+// Registry is a registry process listening on 127.0.0.1.
 type Registry struct {
+	// Kind is the registry program serving.
+	Kind RegistryKind
 	// Host is "127.0.0.1:PORT", the registry part of every reference.
 	Host string
 	// StorageDir is the filesystem driver's root, for tests that look at
@@ -64,6 +65,9 @@ type RegistryOptions struct {
 	// serves HTTPS. The certificate must name 127.0.0.1 and is trusted as
 	// its own CA by Transport.
 	TLSCert, TLSKey string
+	// Kind picks the registry program; empty is the default: distribution
+	// v3, or what FERRY_TEST_REGISTRY names.
+	Kind RegistryKind
 	// Token turns on distribution's token auth: the registry sends clients
 	// to Token.Realm for a bearer token and trusts tokens signed by a
 	// certificate of Token.RootCertBundle.
@@ -88,11 +92,14 @@ func StartRegistry(t testing.TB) *Registry {
 // test ends.
 func StartRegistryWith(t testing.TB, o RegistryOptions) *Registry {
 	t.Helper()
-	if _, err := os.Stat(registryBinary); err != nil {
-		t.Fatalf("docker-registry not found: apt-get install -y docker-registry")
+	kind := o.Kind
+	if kind == "" {
+		kind = defaultKind()
 	}
+	bin := registryBinary(t, kind)
 	tlsOn := o.TLSCert != "" && o.TLSKey != ""
 	r := &Registry{
+		Kind:       kind,
 		StorageDir: t.TempDir(),
 		Scheme:     "http",
 		Transport:  http.DefaultTransport,
@@ -120,9 +127,9 @@ func StartRegistryWith(t testing.TB, o RegistryOptions) *Registry {
 		if err := os.WriteFile(conf, []byte(registryConfig(r.Host, r.StorageDir, o)), 0o600); err != nil {
 			t.Fatalf("writing registry config: %v", err)
 		}
-		p, err := startProcess(conf)
+		p, err := startProcess(bin, conf)
 		if err != nil {
-			t.Fatalf("starting docker-registry: %v", err)
+			t.Fatalf("starting %s: %v", bin, err)
 		}
 		// Registered before waiting, so a failed start is cleaned up too.
 		t.Cleanup(p.stop)
@@ -136,7 +143,7 @@ func StartRegistryWith(t testing.TB, o RegistryOptions) *Registry {
 			break
 		}
 	}
-	t.Fatalf("starting docker-registry: %v", lastErr)
+	t.Fatalf("starting the %s registry (%s): %v", kind, bin, lastErr)
 	return nil
 }
 
@@ -167,8 +174,9 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// registryConfig renders a distribution 2.8 configuration. Paths are
-// double-quoted, which YAML reads with JSON's escapes.
+// registryConfig renders a configuration both distribution 2.8 and v3
+// read (the keys used here did not change). Paths are double-quoted, which
+// YAML reads with JSON's escapes.
 func registryConfig(host, storage string, o RegistryOptions) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `version: 0.1
@@ -254,7 +262,7 @@ func (r *Registry) waitReady(ctx context.Context, p *process) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("docker-registry exited before answering GET %s: %v; stderr:\n%s", url, p.err, p.stderr.String())
+			return fmt.Errorf("the registry exited before answering GET %s: %v; stderr:\n%s", url, p.err, p.stderr.String())
 		case <-ctx.Done():
 			return fmt.Errorf("GET %s did not answer within %v (last: %v); stderr:\n%s", url, readyTimeout, err, p.stderr.String())
 		case <-tick.C:
@@ -262,7 +270,7 @@ func (r *Registry) waitReady(ctx context.Context, p *process) error {
 	}
 }
 
-// process is a running docker-registry and what it wrote to stderr.
+// process is a running registry and what it wrote to stderr.
 type process struct {
 	cmd    *exec.Cmd
 	stderr *SyncBuffer
@@ -270,8 +278,8 @@ type process struct {
 	err    error         // Wait's result, valid after done
 }
 
-func startProcess(conf string) (*process, error) {
-	cmd := exec.Command(registryBinary, "serve", conf)
+func startProcess(bin, conf string) (*process, error) {
+	cmd := exec.Command(bin, "serve", conf)
 	// REGISTRY_* variables override the config file; a developer's shell
 	// must not redirect the test registry.
 	cmd.Env = []string{}
