@@ -61,6 +61,7 @@ func (o *scanOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stder
 	if err != nil {
 		return err
 	}
+	so.Note = func(n scan.Note) { fmt.Fprintf(stderr, "warning: %s\n", n) }
 	w, err := newRefWriter(format, stdout)
 	if err != nil {
 		return err

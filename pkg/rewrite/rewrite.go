@@ -55,6 +55,10 @@ type Result struct {
 	UnmappedCount int
 	// Changed lists the files whose content changed.
 	Changed []string
+	// Left says, one line per site, which references written in parts were
+	// left as written because their new location cannot be written in
+	// those parts (a digest-only location where a tag key is).
+	Left []string
 
 	unmapped map[string]bool
 }
@@ -302,6 +306,7 @@ func file(ctx context.Context, f scan.Input, o Options, res *Result, w io.Writer
 			}
 		}
 		res.Rewritten += dr.Rewritten
+		res.Left = append(res.Left, dr.Left...)
 		if err != nil {
 			return err
 		}
@@ -334,6 +339,8 @@ func firstOfEach(refs []scan.Ref) []scan.Ref {
 type edit struct {
 	ref scan.Ref
 	new string
+	// part is one part of a split reference (Result counts references).
+	part bool
 }
 
 // Bytes rewrites one file's content; name is used in errors.
@@ -350,6 +357,7 @@ func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
 		res.Refs = append(res.Refs, dr.Refs...)
 		res.Unmapped = append(res.Unmapped, dr.Unmapped...)
 		res.Rewritten += dr.Rewritten
+		res.Left = append(res.Left, dr.Left...)
 		out.Write(b)
 		return err
 	})
@@ -382,6 +390,21 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 		if to == r.Image {
 			continue
 		}
+		if len(r.Parts) > 0 {
+			es, why := splitEdits(r, to)
+			if why != "" {
+				res.Left = append(res.Left, fmt.Sprintf("%s: %s is written in parts and was left as written: %s; %s", r.Location(), scan.Quote(r.Image), why, scan.MirrorHint))
+				continue
+			}
+			for _, e := range es {
+				e.ref.Span.Offset -= base
+				edits = append(edits, e)
+			}
+			if len(es) > 0 {
+				res.Rewritten++
+			}
+			continue
+		}
 		if r.Span.Offset < 0 {
 			return nil, res, fmt.Errorf("%s: cannot replace %s in place: the scalar holding it uses escape sequences; write it without them", r.Location(), scan.Quote(r.Image))
 		}
@@ -391,6 +414,7 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 	if len(edits) == 0 {
 		return data, res, nil
 	}
+	rewritten := res.Rewritten
 	sort.Slice(edits, func(i, j int) bool { return edits[i].ref.Span.Offset < edits[j].ref.Span.Offset })
 	var out bytes.Buffer
 	out.Grow(len(data) + len(edits)*64)
@@ -408,7 +432,13 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 	if err := verify(name, out.Bytes(), edits); err != nil {
 		return nil, res, err
 	}
-	res.Rewritten = len(edits)
+	for _, e := range edits {
+		if e.part {
+			continue
+		}
+		rewritten++
+	}
+	res.Rewritten = rewritten
 	return out.Bytes(), res, nil
 }
 

@@ -45,6 +45,7 @@ type seg struct {
 	key   string     // the mapping key; "" for a sequence item
 	index int        // the item's index; -1 for a mapping value
 	seq   *yaml.Node // the sequence holding the item
+	m     *yaml.Node // the mapping holding the key
 }
 
 // resource is the Kubernetes object being walked: the document, or an item
@@ -76,10 +77,19 @@ type walker struct {
 	res     resource
 	refs    []Ref
 	seen    map[[2]int]bool
+	notes   []Note
+
+	// For split references: the document, its scalars' ordinals (counted
+	// when first needed, from ordBase), and image values a split took.
+	root    *yaml.Node
+	ords    map[*yaml.Node]int
+	ordBase int
+	claimed map[*yaml.Node]bool
 }
 
 func (w *walker) document(n *yaml.Node) {
 	w.anchors = map[*yaml.Node]int{}
+	w.root, w.ords, w.ordBase, w.claimed = n, nil, w.scalars, map[*yaml.Node]bool{}
 	w.path = w.path[:0]
 	w.res = resource{}
 	for _, c := range n.Content {
@@ -144,6 +154,9 @@ func (w *walker) visit(n *yaml.Node, resRoot bool) {
 		}
 	case yaml.MappingNode:
 		isList := resRoot && strings.HasSuffix(w.res.kind, "List")
+		if !w.res.skip {
+			w.splits(n)
+		}
 		for i := 0; i < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if k.Kind == yaml.ScalarNode {
@@ -155,7 +168,7 @@ func (w *walker) visit(n *yaml.Node, resRoot bool) {
 			if i+1 >= len(n.Content) {
 				break
 			}
-			w.path = append(w.path, seg{key: k.Value, index: -1})
+			w.path = append(w.path, seg{key: k.Value, index: -1, m: n})
 			v := n.Content[i+1]
 			if isList && k.Value == "items" && v.Kind == yaml.SequenceNode {
 				w.items(v)
@@ -228,7 +241,7 @@ func (w *walker) scalar(n *yaml.Node, ord int) {
 	// Image fields: any `image` key, in any document.
 	if last.index < 0 && last.key == "image" {
 		switch {
-		case strings.TrimSpace(v) == "" || placeholder(v):
+		case strings.TrimSpace(v) == "" || placeholder(v) || w.claimed[n]:
 		default:
 			if _, err := imageref.Parse(v); err != nil {
 				w.emitErr(n, ord, 0, v, SourceField, err.(*imageref.InvalidError))
@@ -442,9 +455,16 @@ func isAnchorChar(c byte) bool {
 var simpleKeyRE = regexp.MustCompile(`^[A-Za-z0-9_/-]+$`)
 
 // pathString renders w.path as spec.template.spec.containers[name=manager].args[3].
-func (w *walker) pathString() string {
+func (w *walker) pathString() string { return pathOf(w.path) }
+
+// pathAt renders the path of key in the mapping at w.path[:depth].
+func (w *walker) pathAt(depth int, key string) string {
+	return pathOf(append(w.path[:depth:depth], seg{key: key, index: -1}))
+}
+
+func pathOf(path []seg) string {
 	var b strings.Builder
-	for _, s := range w.path {
+	for _, s := range path {
 		if s.index >= 0 {
 			item := s.seq.Content[s.index]
 			if name := scalarValue(lookup(item, "name")); name != "" && !strings.ContainsAny(name, "[]") {

@@ -1,0 +1,79 @@
+package rewrite
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"github.com/ferry-dev/ferry/pkg/scan"
+)
+
+// nameOf is a reference as written without its tag and digest.
+func nameOf(s string) string {
+	s, _, _ = strings.Cut(s, "@")
+	if i := strings.LastIndexByte(s, ':'); i > strings.LastIndexByte(s, '/') {
+		s = s[:i]
+	}
+	return s
+}
+
+// splitEdits says how to write the new location to of a reference written
+// in parts (r.Parts), changing only parts that can hold it: the registry
+// and repository parts always, the digest part when there is one; a tag part
+// is kept, so the new location must have that tag. It returns the reason
+// when it cannot, and the parts are left as written.
+func splitEdits(r scan.Ref, to string) ([]edit, string) {
+	old, err := imageref.Parse(r.Image)
+	if err != nil {
+		return nil, "it is no valid reference"
+	}
+	nr, err := imageref.Parse(to)
+	if err != nil {
+		return nil, err.Error()
+	}
+	byRole := map[string]*scan.Part{}
+	for i := range r.Parts {
+		byRole[r.Parts[i].Role] = &r.Parts[i]
+	}
+	reg, repo, tag, dig := byRole[scan.RoleRegistry], byRole[scan.RoleRepository], byRole[scan.RoleTag], byRole[scan.RoleDigest]
+	// Path and host layouts place an image under its own repository path
+	// and push the tag it was written with; flat puts all in one repository.
+	tagThere := old.Tag != "" && (nr.Tag == old.Tag || nr.Tag == "" && strings.HasSuffix("/"+nr.Repo.RepositoryStr(), "/"+old.Repo.RepositoryStr()))
+	var edits []edit
+	set := func(p *scan.Part, v string) bool {
+		if p.Value == v {
+			return true
+		}
+		if p.Span.Offset < 0 {
+			return false
+		}
+		edits = append(edits, edit{ref: scan.Ref{Image: p.Value, File: r.File, Line: p.Line, Span: p.Span}, new: v, part: true})
+		return true
+	}
+	switch {
+	case dig != nil && nr.Digest != "":
+		if !set(dig, nr.Digest) {
+			return nil, fmt.Sprintf("%s cannot be changed in place", dig.Path)
+		}
+	case tag != nil && tagThere:
+	case tag != nil:
+		return nil, fmt.Sprintf("its new location %s does not carry the tag %q, and %s takes a tag, not a digest", scan.Quote(to), old.Tag, tag.Path)
+	default:
+		return nil, fmt.Sprintf("its new location %s has no digest for the parts to hold", scan.Quote(to))
+	}
+	name := nameOf(to)
+	ok := true
+	switch {
+	case reg != nil && strings.HasSuffix(name, "/"+repo.Value):
+		ok = set(reg, strings.TrimSuffix(name, "/"+repo.Value))
+	case reg != nil:
+		host, rest, _ := strings.Cut(name, "/")
+		ok = set(reg, host) && set(repo, rest)
+	default:
+		ok = set(repo, name)
+	}
+	if !ok {
+		return nil, fmt.Sprintf("%s is not a string and cannot be changed in place", repo.Path)
+	}
+	return edits, ""
+}

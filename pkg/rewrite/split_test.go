@@ -1,0 +1,93 @@
+package rewrite
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"github.com/ferry-dev/ferry/pkg/scan"
+	"github.com/google/go-cmp/cmp"
+)
+
+// roundTrip scans what a rewrite wrote: it must parse, and every reference
+// in it must be valid. It returns the references as scan now sees them.
+func roundTrip(t *testing.T, out []byte) []string {
+	t.Helper()
+	refs, err := scan.Bytes("out", out, scan.Options{})
+	if err != nil {
+		t.Fatalf("the rewritten file does not parse: %v", err)
+	}
+	var got []string
+	for _, r := range refs {
+		if _, err := imageref.Parse(r.Image); err != nil || r.Err != nil {
+			t.Errorf("rewritten reference %q (%s) is not valid: %v", r.Image, r.Path, err)
+		}
+		got = append(got, r.Path+" "+r.Image+" "+r.Source)
+	}
+	return got
+}
+
+// TestSplitRewrite: references written in parts get their registry and
+// repository parts rewritten and their tag parts kept, where the new
+// location keeps the tag (path and host layouts push it).
+func TestSplitRewrite(t *testing.T) {
+	in := filepath.Join("testdata", "split.yaml")
+	var out bytes.Buffer
+	res, err := Rewrite(context.Background(), []string{in}, Options{Map: relocate}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := in + ".golden"
+	if *update {
+		os.WriteFile(golden, out.Bytes(), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/rewrite -update)", err)
+	}
+	if d := cmp.Diff(string(want), out.String()); d != "" {
+		t.Errorf("%s (-want +got):\n%s", golden, d)
+	}
+	if res.Found != 3 || res.Rewritten != 3 || len(res.Left) != 0 {
+		t.Errorf("found %d, rewritten %d, left %v", res.Found, res.Rewritten, res.Left)
+	}
+	app, _ := relocate("example/app:1.0")
+	wantRefs := []string{
+		"spec.upgrade.image registry.internal/mirror/example/node-upgrade:v1.30.2-build1 split",
+		"spec.image registry.internal/mirror/gpu/driver:550.54.15 split",
+		"spec.template.spec.containers[name=app].image " + app + " field",
+	}
+	if d := cmp.Diff(wantRefs, roundTrip(t, out.Bytes())); d != "" {
+		t.Errorf("references after rewrite (-want +got):\n%s", d)
+	}
+}
+
+// TestSplitLeftAsWritten: a digest-only location in a shared repository
+// (the flat layout) cannot be written where a tag key is: the parts are
+// left as written, one line per site says so, and nothing breaks.
+func TestSplitLeftAsWritten(t *testing.T) {
+	in := filepath.Join("testdata", "split.yaml")
+	data, _ := os.ReadFile(in)
+	flat := func(s string) (string, bool) {
+		return "registry.internal/flat@sha256:" + strings.Repeat("a", 64), true
+	}
+	out, res, err := Bytes(in, data, Options{Map: flat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rewritten != 1 || len(res.Left) != 2 {
+		t.Fatalf("rewritten %d, left %q", res.Rewritten, res.Left)
+	}
+	if !strings.HasPrefix(res.Left[0], `testdata/split.yaml:10: "example/node-upgrade:v1.30.2-build1" is written in parts and was left as written: its new location "registry.internal/flat@sha256:`) ||
+		!strings.Contains(res.Left[0], "spec.version takes a tag") || !strings.Contains(res.Left[0], "mirror-config") {
+		t.Errorf("left: %q", res.Left[0])
+	}
+	if !bytes.Contains(out, []byte("    image: example/node-upgrade\n")) || !bytes.Contains(out, []byte("  image: driver\n  version:")) {
+		t.Errorf("split parts changed:\n%s", out)
+	}
+	roundTrip(t, out)
+}

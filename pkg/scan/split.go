@@ -1,0 +1,265 @@
+package scan
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/ferry-dev/ferry/pkg/imageref"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// SourceSplit is the Source of a reference written in parts (a repository
+// in one key, its tag in another), assembled by scan.
+const SourceSplit = "split"
+
+// Roles of the parts of a split reference. The reference is
+// REGISTRY/REPOSITORY:TAG@DIGEST, REGISTRY being a host, maybe with a path
+// (nvcr.io/nvidia), and every part but the repository optional.
+const (
+	RoleRegistry   = "registry"
+	RoleRepository = "repository"
+	RoleTag        = "tag"
+	RoleDigest     = "digest"
+)
+
+// Part is one piece of a split reference.
+type Part struct {
+	// Role is RoleRegistry, RoleRepository, RoleTag or RoleDigest.
+	Role string `json:"role" yaml:"role"`
+	// Path is the YAML path of the value holding it; Value is the value.
+	Path  string `json:"path" yaml:"path"`
+	Value string `json:"value" yaml:"value"`
+	// Line is where the value is in the file.
+	Line int `json:"line" yaml:"line"`
+	// Span locates the value for pkg/rewrite. Offset is -1 when the value
+	// is not a string, which rewrite does not change.
+	Span Span `json:"-" yaml:"-"`
+}
+
+// Note is something scan saw and did not report as a reference, with why:
+// one line per site, e.g. a name whose tag cannot be assembled.
+type Note struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+func (n Note) String() string { return fmt.Sprintf("%s:%d: %s: %s", n.File, n.Line, n.Path, n.Msg) }
+
+// Keys that hold the tag of an untagged `image` near them, and keys in the
+// same mapping that hold the registry (and maybe a path) in front of it.
+var (
+	tagKeys    = []string{"tag", "version", "imageTag", "imageVersion"}
+	prefixKeys = []string{"repository", "registry", "hub", "imageRepository", "imageRegistry"}
+)
+
+// MirrorHint says what to do with a reference ferry cannot carry or rewrite.
+const MirrorHint = "mirror it with a node-level registry mirror (ferry mirror-config) or the admission webhook"
+
+// splitPart is a part found in a mapping.
+type splitPart struct {
+	role  string
+	node  *yaml.Node
+	depth int    // len(path) of the mapping holding it
+	key   string // its key there
+}
+
+// ancestorsMaps returns the mappings from the one being visited (m, at
+// w.path) up to the resource root, stopping at a list: the values a
+// workload's own keys can see.
+func (w *walker) ancestorMaps(m *yaml.Node) []struct {
+	m     *yaml.Node
+	depth int
+} {
+	out := []struct {
+		m     *yaml.Node
+		depth int
+	}{{m, len(w.path)}}
+	for i := len(w.path) - 1; i >= w.res.depth; i-- {
+		s := w.path[i]
+		if s.index >= 0 || s.m == nil {
+			break
+		}
+		out = append(out, struct {
+			m     *yaml.Node
+			depth int
+		}{s.m, i})
+	}
+	return out
+}
+
+// stringScalar returns m's value at key when it is a non-empty string scalar
+// that is no template.
+func stringScalar(m *yaml.Node, key string) *yaml.Node {
+	n := lookup(m, key)
+	if n == nil || n.Kind != yaml.ScalarNode || !isString(n) || strings.TrimSpace(n.Value) == "" || placeholder(n.Value) {
+		return nil
+	}
+	return n
+}
+
+// anyScalar is stringScalar for values such as tags, which YAML may read as
+// a number (version: 1.20).
+func anyScalar(m *yaml.Node, key string) *yaml.Node {
+	n := lookup(m, key)
+	if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" || strings.TrimSpace(n.Value) == "" || placeholder(n.Value) {
+		return nil
+	}
+	return n
+}
+
+// hasHost reports a name whose first part is a registry host.
+func hasHost(s string) bool {
+	first, _, ok := strings.Cut(s, "/")
+	return ok && (strings.ContainsAny(first, ".:") || first == "localhost")
+}
+
+// splits looks for references written in parts in the mapping m, at w.path.
+func (w *walker) splits(m *yaml.Node) {
+	w.siblingTag(m)
+}
+
+// siblingTag: an `image` holding a name without tag or digest, with a tag
+// or version key beside it or above it (spec.upgrade.image with
+// spec.version), and maybe a registry key beside it (repository: nvcr.io/nvidia,
+// image: driver, version: "580.1").
+func (w *walker) siblingTag(m *yaml.Node) {
+	img := stringScalar(m, "image")
+	if img == nil {
+		return
+	}
+	r, err := imageref.Parse(img.Value)
+	if err != nil || r.Tag != "" || r.Digest != "" {
+		return
+	}
+	var tag *splitPart
+	for _, a := range w.ancestorMaps(m) {
+		for _, k := range tagKeys {
+			if n := anyScalar(a.m, k); n != nil {
+				tag = &splitPart{role: RoleTag, node: n, depth: a.depth, key: k}
+				break
+			}
+		}
+		if tag != nil {
+			break
+		}
+	}
+	if tag == nil {
+		return
+	}
+	parts := []splitPart{}
+	if !hasHost(img.Value) {
+		for _, k := range prefixKeys {
+			if n := stringScalar(m, k); n != nil {
+				parts = append(parts, splitPart{role: RoleRegistry, node: n, depth: len(w.path), key: k})
+				break
+			}
+		}
+	}
+	parts = append(parts, splitPart{role: RoleRepository, node: img, depth: len(w.path), key: "image"}, *tag)
+	w.emitSplit(parts)
+}
+
+// tagFromVersion writes a version as a tag: a '+' (semver build metadata,
+// v1.20.11+k3s1) becomes '-', as k3s, RKE2 and Docker's own convention do.
+func tagFromVersion(v string) string { return strings.ReplaceAll(v, "+", "-") }
+
+var digestPartRE = regexp.MustCompile(`^[a-z0-9]+:[a-fA-F0-9]{32,}$`)
+
+// Assemble writes the whole reference that parts name.
+func Assemble(parts []Part) string {
+	var reg, repo, tag, dig string
+	for _, p := range parts {
+		switch p.Role {
+		case RoleRegistry:
+			reg = strings.TrimSuffix(p.Value, "/")
+		case RoleRepository:
+			repo = strings.TrimPrefix(p.Value, "/")
+		case RoleTag:
+			tag = tagFromVersion(p.Value)
+		case RoleDigest:
+			dig = p.Value
+		}
+	}
+	s := repo
+	if reg != "" {
+		s = reg + "/" + repo
+	}
+	if tag != "" {
+		s += ":" + tag
+	}
+	if dig != "" {
+		s += "@" + dig
+	}
+	return s
+}
+
+// emitSplit reports the reference parts make, or a note saying why not.
+// The repository part is where it is reported (line, path), and is taken
+// from the `image` field rule.
+func (w *walker) emitSplit(sp []splitPart) {
+	parts := make([]Part, 0, len(sp))
+	var repo Part
+	for _, p := range sp {
+		if p.role == RoleDigest && !digestPartRE.MatchString(p.node.Value) {
+			// digest: "" (or a placeholder) says no digest.
+			continue
+		}
+		pt := Part{Role: p.role, Path: w.pathAt(p.depth, p.key), Value: p.node.Value}
+		pt.Span = Span{Offset: -1, Scalar: w.ordinal(p.node), Value: p.node.Value}
+		if isString(p.node) {
+			pt.Span.Offset = w.locate(p.node, 0, p.node.Value)
+		}
+		if pt.Span.Offset >= 0 {
+			pt.Line, _ = w.position(pt.Span.Offset)
+			pt.Span.Offset += w.base
+		} else {
+			pt.Line = w.pline0 + p.node.Line
+		}
+		if p.role == RoleRepository {
+			repo = pt
+			w.claimed[p.node] = true
+		}
+		parts = append(parts, pt)
+	}
+	ref := Assemble(parts)
+	if _, err := imageref.Parse(ref); err != nil {
+		var vals []string
+		for _, p := range parts {
+			vals = append(vals, fmt.Sprintf("%s %q", p.Path, p.Value))
+		}
+		w.notes = append(w.notes, Note{File: w.file, Line: repo.Line, Path: repo.Path,
+			Msg: fmt.Sprintf("the image is written in parts (%s) that make no valid reference (%v): not reported; %s", strings.Join(vals, ", "), err.(*imageref.InvalidError).Reason, MirrorHint)})
+		return
+	}
+	key := [2]int{repo.Span.Scalar, -1}
+	if w.seen[key] {
+		return
+	}
+	w.seen[key] = true
+	r := Ref{
+		Image: ref, File: w.file, Doc: w.doc, Kind: w.res.kind, Name: w.res.name,
+		Path: repo.Path, Source: SourceSplit, Parts: parts,
+		Span: Span{Offset: -1, Scalar: repo.Span.Scalar},
+	}
+	r.Line, r.Column = repo.Line, 0
+	if repo.Span.Offset >= 0 {
+		r.Line, r.Column = w.position(repo.Span.Offset - w.base)
+	}
+	w.refs = append(w.refs, r)
+}
+
+// ordinal returns n's scalar ordinal in the document (see ForEachScalar),
+// counting the document's scalars once, when a split needs it.
+func (w *walker) ordinal(n *yaml.Node) int {
+	if w.ords == nil {
+		w.ords = map[*yaml.Node]int{}
+		ForEachScalar(w.root, w.ordBase, func(i int, s *yaml.Node) { w.ords[s] = i })
+	}
+	if i, ok := w.ords[n]; ok {
+		return i
+	}
+	return -1
+}
