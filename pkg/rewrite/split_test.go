@@ -91,3 +91,37 @@ func TestSplitLeftAsWritten(t *testing.T) {
 	}
 	roundTrip(t, out)
 }
+
+func TestSplitMapsRewrite(t *testing.T) {
+	in := filepath.Join("testdata", "split-maps.yaml")
+	data, _ := os.ReadFile(in)
+	out, res, err := Bytes(in, data, Options{Map: relocate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := in + ".golden"
+	if *update {
+		os.WriteFile(golden, out, 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/rewrite -update)", err)
+	}
+	if d := cmp.Diff(string(want), string(out)); d != "" {
+		t.Errorf("%s (-want +got):\n%s", golden, d)
+	}
+	if res.Found != 5 || res.Rewritten != 5 || len(res.Left) != 0 {
+		t.Errorf("found %d, rewritten %d, left %v", res.Found, res.Rewritten, res.Left)
+	}
+	dig := func(s string) string { to, _ := relocate(s); return to[strings.Index(to, "@"):] }
+	wantRefs := []string{
+		"spec.image.repository registry.internal/mirror/team/api:2.1.0" + dig("registry.example.com/team/api:2.1.0") + " split",
+		"spec.worker.image.repository registry.internal/mirror/example/worker" + dig("example/worker@sha256:1111111111111111111111111111111111111111111111111111111111111111") + " split",
+		"spec.proxy.image registry.internal/mirror/mesh/proxy:1.22.0 split",
+		"data.values:proxy.image.name registry.internal/mirror/mesh/proxy:v2.3.0 split",
+		"data.values:proxyInit.image.repository registry.internal/mirror/mesh/init:v2.3.0 split",
+	}
+	if d := cmp.Diff(wantRefs, roundTrip(t, out)); d != "" {
+		t.Errorf("references after rewrite (-want +got):\n%s", d)
+	}
+}

@@ -60,10 +60,15 @@ const MirrorHint = "mirror it with a node-level registry mirror (ferry mirror-co
 
 // splitPart is a part found in a mapping.
 type splitPart struct {
-	role  string
-	node  *yaml.Node
-	depth int    // len(path) of the mapping holding it
-	key   string // its key there
+	role string
+	node *yaml.Node
+	path string
+	// outer is set for a part in YAML text held in the scalar outer (a
+	// ConfigMap value, the outerOrd-th scalar): node is then in that text,
+	// at byte voff of outer's value.
+	outer    *yaml.Node
+	outerOrd int
+	voff     int
 }
 
 // ancestorsMaps returns the mappings from the one being visited (m, at
@@ -119,6 +124,137 @@ func hasHost(s string) bool {
 // splits looks for references written in parts in the mapping m, at w.path.
 func (w *walker) splits(m *yaml.Node) {
 	w.siblingTag(m)
+	if len(w.path) > w.res.depth {
+		if last := w.path[len(w.path)-1]; last.index < 0 && imageWordRE.MatchString(last.key) {
+			w.imageMap(m, func(k string) string { return w.pathAt(len(w.path), k) }, nil)
+		}
+	}
+	for _, r := range w.rules {
+		if r.parts != nil {
+			r.matchParts(w, m)
+		}
+	}
+}
+
+// Keys of the parts in an image map (Helm's image: {registry, repository, tag, digest}).
+var (
+	mapRepoKeys = []string{"repository", "name"}
+	mapTagKeys  = []string{"tag", "version"}
+)
+
+// imageMap: a mapping under a key saying image, holding a repository (or
+// name) and a tag (or version) or digest, and maybe a registry. wrap, when
+// set, places the parts in YAML text held by another scalar.
+func (w *walker) imageMap(m *yaml.Node, path func(string) string, wrap func(*splitPart)) {
+	var repo *yaml.Node
+	var repoKey string
+	for _, k := range mapRepoKeys {
+		if repo = stringScalar(m, k); repo != nil {
+			repoKey = k
+			break
+		}
+	}
+	if repo == nil {
+		return
+	}
+	if r, err := imageref.Parse(repo.Value); err != nil || r.Tag != "" || r.Digest != "" {
+		return
+	}
+	parts := []splitPart{}
+	if n := stringScalar(m, "registry"); n != nil {
+		parts = append(parts, splitPart{role: RoleRegistry, node: n, path: path("registry")})
+	}
+	parts = append(parts, splitPart{role: RoleRepository, node: repo, path: path(repoKey)})
+	tagged := false
+	for _, k := range mapTagKeys {
+		if n := anyScalar(m, k); n != nil {
+			parts = append(parts, splitPart{role: RoleTag, node: n, path: path(k)})
+			tagged = true
+			break
+		}
+	}
+	if n := lookup(m, "digest"); n != nil && n.Kind == yaml.ScalarNode {
+		parts = append(parts, splitPart{role: RoleDigest, node: n, path: path("digest")})
+		tagged = tagged || digestPartRE.MatchString(n.Value)
+	}
+	if !tagged {
+		// Helm charts fill in an empty tag (often with the chart's appVersion).
+		return
+	}
+	if wrap != nil {
+		for i := range parts {
+			wrap(&parts[i])
+		}
+	}
+	w.emitSplit(parts)
+}
+
+// nameVersion: in YAML held by a ConfigMap, a mapping with a name that is a
+// repository on a registry host and a version (linkerd's proxy image).
+func (w *walker) nameVersion(m *yaml.Node, path func(string) string, wrap func(*splitPart)) {
+	name := stringScalar(m, "name")
+	if name == nil || !hasHost(name.Value) {
+		return
+	}
+	if r, err := imageref.Parse(name.Value); err != nil || r.Tag != "" || r.Digest != "" {
+		return
+	}
+	ver := anyScalar(m, "version")
+	if ver == nil {
+		return
+	}
+	parts := []splitPart{{role: RoleRepository, node: name, path: path("name")}, {role: RoleTag, node: ver, path: path("version")}}
+	for i := range parts {
+		wrap(&parts[i])
+	}
+	w.emitSplit(parts)
+}
+
+// embeddedSplits looks for image maps and name/version pairs in YAML (or
+// JSON) text held by the ConfigMap value n, the ord-th scalar.
+func (w *walker) embeddedSplits(n *yaml.Node, ord int) {
+	v := n.Value
+	if !strings.Contains(v, "version") && !strings.Contains(v, "tag") && !strings.Contains(v, "digest") {
+		return
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(v), &doc); err != nil {
+		return
+	}
+	// A walker over the value's text, to place its nodes in it.
+	in := &walker{data: []byte(v), breaks: parserLineStarts([]byte(v))}
+	outer := w.pathString()
+	wrap := func(p *splitPart) {
+		// -1 when not placed: scan reports it, rewrite cannot change it.
+		p.outer, p.outerOrd, p.voff = n, ord, in.locate(p.node, 0, p.node.Value)
+	}
+	var walk func(m *yaml.Node, path []seg)
+	walk = func(m *yaml.Node, path []seg) {
+		switch m.Kind {
+		case yaml.DocumentNode:
+			for _, c := range m.Content {
+				walk(c, path)
+			}
+		case yaml.SequenceNode:
+			for i, c := range m.Content {
+				walk(c, append(path, seg{index: i, seq: m}))
+			}
+		case yaml.MappingNode:
+			at := func(k string) string {
+				return outer + ":" + pathOf(append(path[:len(path):len(path)], seg{key: k, index: -1}))
+			}
+			if len(path) > 0 {
+				if last := path[len(path)-1]; last.index < 0 && imageWordRE.MatchString(last.key) {
+					w.imageMap(m, at, wrap)
+				}
+			}
+			w.nameVersion(m, at, wrap)
+			for i := 0; i+1 < len(m.Content); i += 2 {
+				walk(m.Content[i+1], append(path, seg{key: m.Content[i].Value, index: -1}))
+			}
+		}
+	}
+	walk(&doc, nil)
 }
 
 // siblingTag: an `image` holding a name without tag or digest, with a tag
@@ -138,7 +274,7 @@ func (w *walker) siblingTag(m *yaml.Node) {
 	for _, a := range w.ancestorMaps(m) {
 		for _, k := range tagKeys {
 			if n := anyScalar(a.m, k); n != nil {
-				tag = &splitPart{role: RoleTag, node: n, depth: a.depth, key: k}
+				tag = &splitPart{role: RoleTag, node: n, path: w.pathAt(a.depth, k)}
 				break
 			}
 		}
@@ -153,12 +289,12 @@ func (w *walker) siblingTag(m *yaml.Node) {
 	if !hasHost(img.Value) {
 		for _, k := range prefixKeys {
 			if n := stringScalar(m, k); n != nil {
-				parts = append(parts, splitPart{role: RoleRegistry, node: n, depth: len(w.path), key: k})
+				parts = append(parts, splitPart{role: RoleRegistry, node: n, path: w.pathAt(len(w.path), k)})
 				break
 			}
 		}
 	}
-	parts = append(parts, splitPart{role: RoleRepository, node: img, depth: len(w.path), key: "image"}, *tag)
+	parts = append(parts, splitPart{role: RoleRepository, node: img, path: w.pathAt(len(w.path), "image")}, *tag)
 	w.emitSplit(parts)
 }
 
@@ -203,18 +339,28 @@ func (w *walker) emitSplit(sp []splitPart) {
 	parts := make([]Part, 0, len(sp))
 	var repo Part
 	for _, p := range sp {
-		if p.role == RoleDigest && !digestPartRE.MatchString(p.node.Value) {
-			// digest: "" (or a placeholder) says no digest.
+		if p.role == RoleDigest && !digestPartRE.MatchString(p.node.Value) && !(p.node.Value == "" && isString(p.node)) {
+			// A placeholder or null says no digest; "" is kept, for rewrite to fill.
 			continue
 		}
-		pt := Part{Role: p.role, Path: w.pathAt(p.depth, p.key), Value: p.node.Value}
-		pt.Span = Span{Offset: -1, Scalar: w.ordinal(p.node), Value: p.node.Value}
-		if isString(p.node) {
-			pt.Span.Offset = w.locate(p.node, 0, p.node.Value)
+		pt := Part{Role: p.role, Path: p.path, Value: p.node.Value}
+		switch {
+		case p.outer != nil:
+			pt.Span = Span{Offset: -1, Scalar: p.outerOrd, ValueOffset: max(p.voff, 0), Value: p.outer.Value}
+			if isString(p.node) && p.voff >= 0 {
+				pt.Span.Offset = w.locate(p.outer, p.voff, p.node.Value)
+			}
+		default:
+			pt.Span = Span{Offset: -1, Scalar: w.ordinal(p.node), Value: p.node.Value}
+			if isString(p.node) {
+				pt.Span.Offset = w.locate(p.node, 0, p.node.Value)
+			}
 		}
 		if pt.Span.Offset >= 0 {
 			pt.Line, _ = w.position(pt.Span.Offset)
 			pt.Span.Offset += w.base
+		} else if p.outer != nil {
+			pt.Line = w.pline0 + p.outer.Line
 		} else {
 			pt.Line = w.pline0 + p.node.Line
 		}
@@ -234,7 +380,7 @@ func (w *walker) emitSplit(sp []splitPart) {
 			Msg: fmt.Sprintf("the image is written in parts (%s) that make no valid reference (%v): not reported; %s", strings.Join(vals, ", "), err.(*imageref.InvalidError).Reason, MirrorHint)})
 		return
 	}
-	key := [2]int{repo.Span.Scalar, -1}
+	key := [2]int{repo.Span.Scalar, -1 - repo.Span.ValueOffset}
 	if w.seen[key] {
 		return
 	}

@@ -80,3 +80,64 @@ func TestSplitSiblingTag(t *testing.T) {
 		t.Errorf("notes: %v", notes)
 	}
 }
+
+// TestSplitMaps: Helm-style image maps, hub/image/tag, name/version pairs
+// and image maps in YAML held by a ConfigMap, and a user parts rule.
+func TestSplitMaps(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`apiVersion: ferry.dev/v1alpha1
+kind: Config
+searchRules:
+  - name: agent
+    kinds: [Agent]
+    path: spec.agent
+    parts: {repository: repo, version: release}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, notes, data := splitRefs(t, "split-maps.yaml", Options{Config: cfg})
+	want := []string{
+		"9 spec.image.repository registry.example.com/team/api:2.1.0 split",
+		"15 spec.worker.image.repository example/worker@sha256:1111111111111111111111111111111111111111111111111111111111111111 split",
+		"23 spec.proxy.image registry.example.com/mesh/proxy:1.22.0 split",
+		"34 data.values:proxy.image.name registry.example.com/mesh/proxy:v2.3.0 split",
+		"40 data.values:proxyInit.image.repository registry.example.com/mesh/init:v2.3.0 split",
+		"51 spec.agent.repo example/agent:7.1 split",
+	}
+	if d := cmp.Diff(want, images(refs)); d != "" {
+		t.Errorf("references (-want +got):\n%s", d)
+	}
+	var got []string
+	for _, r := range refs {
+		got = append(got, parts(r))
+	}
+	wantParts := []string{
+		"registry spec.image.registry=registry.example.com@8, repository spec.image.repository=team/api@9, tag spec.image.tag=2.1.0@10, digest spec.image.digest=@11",
+		"repository spec.worker.image.repository=example/worker@15, digest spec.worker.image.digest=sha256:1111111111111111111111111111111111111111111111111111111111111111@16",
+		"registry spec.proxy.hub=registry.example.com/mesh@22, repository spec.proxy.image=proxy@23, tag spec.proxy.tag=1.22.0@24",
+		"repository data.values:proxy.image.name=registry.example.com/mesh/proxy@34, tag data.values:proxy.image.version=v2.3.0@36",
+		"registry data.values:proxyInit.image.registry=registry.example.com@39, repository data.values:proxyInit.image.repository=mesh/init@40, tag data.values:proxyInit.image.tag=v2.3.0@41",
+		"repository spec.agent.repo=example/agent@51, tag spec.agent.release=7.1@52",
+	}
+	if d := cmp.Diff(wantParts, got); d != "" {
+		t.Errorf("parts (-want +got):\n%s", d)
+	}
+	checkParts(t, data, refs)
+	if len(notes) != 0 {
+		t.Errorf("notes: %v", notes)
+	}
+}
+
+func TestPartsRuleErrors(t *testing.T) {
+	for rule, want := range map[string]string{
+		`{name: a, path: spec, parts: {tag: t}}`:                         "parts: name the key of the repository",
+		`{name: a, parts: {repository: r, tag: t}}`:                      "parts: set path to the mapping",
+		`{name: a, path: spec, parts: {repository: r, name: n, tag: t}}`: "parts: set repository or name, not both",
+		`{name: a, path: spec, parts: {repository: r, tag: "a..b"}}`:     `parts: tag "a..b": want a key or dotted keys`,
+	} {
+		_, err := ParseConfig([]byte("apiVersion: ferry.dev/v1alpha1\nkind: Config\nsearchRules:\n  - " + rule + "\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", rule, err, want)
+		}
+	}
+}

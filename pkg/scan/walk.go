@@ -342,6 +342,7 @@ func (w *walker) configMap(n *yaml.Node, ord int, key string) {
 			w.emit(n, ord, m[2], ref, SourceConfigMapEmbedded)
 		}
 	}
+	w.embeddedSplits(n, ord)
 }
 
 // trimmed returns s without surrounding white space and the offset of what remains.
