@@ -341,6 +341,9 @@ type edit struct {
 	new string
 	// part is one part of a split reference (Result counts references).
 	part bool
+	// insert adds new before the key of the ref.Span.Scalar-th scalar:
+	// a key and its value (newName: REPO), replacing nothing.
+	insert bool
 }
 
 // Bytes rewrites one file's content; name is used in errors.
@@ -391,7 +394,13 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 			continue
 		}
 		if len(r.Parts) > 0 {
-			es, why := splitEdits(r, to)
+			var es []edit
+			var why string
+			if r.Source == scan.SourceKustomize {
+				es, why = kustomizeEdits(r, to, data, base)
+			} else {
+				es, why = splitEdits(r, to)
+			}
 			if why != "" {
 				res.Left = append(res.Left, fmt.Sprintf("%s: %s is written in parts and was left as written: %s; %s", r.Location(), scan.Quote(r.Image), why, scan.MirrorHint))
 				continue
@@ -429,7 +438,7 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 		at = off + len(e.ref.Image)
 	}
 	out.Write(data[at:])
-	if err := verify(name, out.Bytes(), edits); err != nil {
+	if err := verify(name, data, out.Bytes(), edits); err != nil {
 		return nil, res, err
 	}
 	for _, e := range edits {
@@ -445,12 +454,17 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 // verify re-parses the rewritten bytes and checks that each edited scalar
 // now holds its old value with the references replaced: proof that the
 // splice changed the values intended and the YAML structure not at all.
-func verify(name string, out []byte, edits []edit) error {
+func verify(name string, in, out []byte, edits []edit) error {
 	want := map[int]string{}
 	first := map[int]scan.Ref{}
 	// Apply the edits to each scalar's value, last offset first.
 	byScalar := map[int][]edit{}
+	var inserts []edit
 	for _, e := range edits {
+		if e.insert {
+			inserts = append(inserts, e)
+			continue
+		}
 		byScalar[e.ref.Span.Scalar] = append(byScalar[e.ref.Span.Scalar], e)
 	}
 	for ord, es := range byScalar {
@@ -462,6 +476,9 @@ func verify(name string, out []byte, edits []edit) error {
 		}
 		want[ord] = v
 		first[ord] = es[len(es)-1].ref
+	}
+	if len(inserts) > 0 {
+		return verifyInserted(name, in, out, want, inserts)
 	}
 	ord := 0
 	err := scan.Nodes(out, func(_ int, n *yaml.Node) {
@@ -482,6 +499,48 @@ func verify(name string, out []byte, edits []edit) error {
 		sort.Ints(bad)
 		r := first[bad[0]]
 		return fmt.Errorf("%s: cannot replace %s in place: the result did not parse back to the intended value", r.Location(), scan.Quote(r.Image))
+	}
+	return nil
+}
+
+// verifyInserted is verify for a rewrite that added keys: every scalar of
+// the result, in order, must be the input's (with the edits applied), plus
+// the added key and value just before the scalars they were put before.
+func verifyInserted(name string, in, out []byte, want map[int]string, inserts []edit) error {
+	before := map[int][]string{}
+	for _, e := range inserts {
+		k, v, _ := strings.Cut(strings.TrimRight(strings.TrimSpace(e.new), ","), ": ")
+		before[e.ref.Span.Scalar] = append(before[e.ref.Span.Scalar], k, v)
+	}
+	var exp []string
+	ord := 0
+	err := scan.Nodes(in, func(_ int, n *yaml.Node) {
+		ord = scan.ForEachScalar(n, ord, func(i int, s *yaml.Node) {
+			exp = append(exp, before[i]...)
+			if v, ok := want[i]; ok {
+				exp = append(exp, v)
+			} else {
+				exp = append(exp, s.Value)
+			}
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var got []string
+	err = scan.Nodes(out, func(_ int, n *yaml.Node) {
+		scan.ForEachScalar(n, 0, func(_ int, s *yaml.Node) { got = append(got, s.Value) })
+	})
+	if err != nil {
+		return fmt.Errorf("%s: rewriting produced invalid YAML (%v); this is a bug, please report it", name, err)
+	}
+	if len(got) != len(exp) {
+		return fmt.Errorf("%s: adding newName to %s did not parse back as intended", inserts[0].ref.Location(), "a Kustomization image")
+	}
+	for i := range got {
+		if got[i] != exp[i] {
+			return fmt.Errorf("%s: adding newName to a Kustomization image did not parse back as intended", inserts[0].ref.Location())
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -74,6 +75,73 @@ func splitEdits(r scan.Ref, to string) ([]edit, string) {
 	}
 	if !ok {
 		return nil, fmt.Sprintf("%s is not a string and cannot be changed in place", repo.Path)
+	}
+	return edits, ""
+}
+
+// kustomizeEdits writes the new location of a Kustomization image override
+// the kustomize way: newName takes the new repository (added before name
+// when missing), digest the digest; newTag is kept where the new location
+// keeps the tag, else it becomes the digest key.
+func kustomizeEdits(r scan.Ref, to string, data []byte, base int) ([]edit, string) {
+	old, err := imageref.Parse(r.Image)
+	if err != nil {
+		return nil, "it is no valid reference"
+	}
+	nr, err := imageref.Parse(to)
+	if err != nil {
+		return nil, err.Error()
+	}
+	byRole := map[string]*scan.Part{}
+	for i := range r.Parts {
+		byRole[r.Parts[i].Role] = &r.Parts[i]
+	}
+	repo, tag, dig := byRole[scan.RoleRepository], byRole[scan.RoleTag], byRole[scan.RoleDigest]
+	tagThere := old.Tag != "" && (nr.Tag == old.Tag || nr.Tag == "" && strings.HasSuffix("/"+nr.Repo.RepositoryStr(), "/"+old.Repo.RepositoryStr()))
+	var edits []edit
+	change := func(sp scan.Span, line int, from, v string) bool {
+		if from == v {
+			return true
+		}
+		if sp.Offset < 0 {
+			return false
+		}
+		edits = append(edits, edit{ref: scan.Ref{Image: from, File: r.File, Line: line, Span: sp}, new: v, part: true})
+		return true
+	}
+	ok := true
+	switch {
+	case dig != nil && nr.Digest != "":
+		ok = change(dig.Span, dig.Line, dig.Value, nr.Digest)
+	case tag != nil && tagThere:
+	case tag != nil && nr.Digest != "":
+		ok = change(tag.KeySpan, tag.Line, tag.Key, "digest") && change(tag.Span, tag.Line, tag.Value, nr.Digest)
+	default:
+		return nil, fmt.Sprintf("its new location %s does not carry the tag %q and has no digest", scan.Quote(to), old.Tag)
+	}
+	name := nameOf(to)
+	switch {
+	case !ok:
+	case repo.Key == "newName":
+		ok = change(repo.Span, repo.Line, repo.Value, name)
+	case name != repo.Value:
+		// Add newName before the name key, as a block or a flow mapping has it.
+		off := repo.KeySpan.Offset
+		if off < 0 {
+			ok = false
+			break
+		}
+		rel := off - base
+		start := bytes.LastIndexByte(data[:rel], '\n') + 1
+		lead := data[start:rel]
+		text := "newName: " + name + ", "
+		if len(bytes.Trim(lead, " -")) == 0 {
+			text = "newName: " + name + "\n" + strings.Repeat(" ", len(lead))
+		}
+		edits = append(edits, edit{ref: scan.Ref{File: r.File, Line: repo.Line, Span: scan.Span{Offset: off, Scalar: repo.KeySpan.Scalar}}, new: text, part: true, insert: true})
+	}
+	if !ok {
+		return nil, "a part cannot be changed in place"
 	}
 	return edits, ""
 }

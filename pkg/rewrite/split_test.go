@@ -125,3 +125,81 @@ func TestSplitMapsRewrite(t *testing.T) {
 		t.Errorf("references after rewrite (-want +got):\n%s", d)
 	}
 }
+
+// TestKustomizeRewrite: image overrides are rewritten the kustomize way:
+// newName takes the new repository (added when missing), digest the digest,
+// newTag is kept where the layout keeps tags and becomes digest where not.
+func TestKustomizeRewrite(t *testing.T) {
+	in := filepath.Join("testdata", "kustomization.yaml")
+	data, _ := os.ReadFile(in)
+	for _, tc := range []struct {
+		name string
+		m    func(string) (string, bool)
+		refs []string
+	}{
+		{"path", relocate, []string{
+			"images[name=example/api].newName registry.internal/mirror/team/api:v2.0.1 kustomize",
+			"images[name=example/worker].newName registry.internal/mirror/example/worker@sha256:",
+			"images[name=example/cache].newName registry.internal/mirror/example/cache:7.2 kustomize",
+			"images[name=example/odd-indent].newName registry.internal/mirror/example/odd-indent:1 kustomize",
+		}},
+		{"flat", func(s string) (string, bool) {
+			return "registry.internal/flat@sha256:" + strings.Repeat("a", 64), true
+		}, []string{
+			"images[name=example/api].newName registry.internal/flat@sha256:",
+			"images[name=example/worker].newName registry.internal/flat@sha256:",
+			"images[name=example/cache].newName registry.internal/flat@sha256:",
+			"images[name=example/odd-indent].newName registry.internal/flat@sha256:",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, res, err := Bytes(in, data, Options{Map: tc.m})
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := in + "." + tc.name + ".golden"
+			if *update {
+				os.WriteFile(golden, out, 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./pkg/rewrite -update)", err)
+			}
+			if d := cmp.Diff(string(want), string(out)); d != "" {
+				t.Errorf("%s (-want +got):\n%s", golden, d)
+			}
+			if res.Found != 4 || res.Rewritten != 4 || len(res.Left) != 0 {
+				t.Errorf("found %d, rewritten %d, left %v", res.Found, res.Rewritten, res.Left)
+			}
+			got := roundTrip(t, out)
+			if len(got) != len(tc.refs) {
+				t.Fatalf("after rewrite: %q", got)
+			}
+			for i, w := range tc.refs {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("after rewrite: %q, want %q…", got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestVerifyInserted: a rewrite that added a key is checked scalar by
+// scalar: an added value other than intended, or a value moved, is refused.
+func TestVerifyInserted(t *testing.T) {
+	in := []byte("images:\n  - name: a\n    newTag: v1\n")
+	ins := edit{ref: scan.Ref{File: "k.yaml", Line: 2, Span: scan.Span{Offset: 13, Scalar: 1}}, new: "newName: r.io/a\n    ", insert: true}
+	good := []byte("images:\n  - newName: r.io/a\n    name: a\n    newTag: v1\n")
+	if err := verify("k.yaml", in, good, []edit{ins}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		"images:\n  - newName: r.io/b\n    name: a\n    newTag: v1\n",
+		"images:\n  - name: a\n    newName: r.io/a\n    newTag: v1\n",
+		"images:\n  - newName: r.io/a\n    name: a\n    newTag: v2\n",
+	} {
+		if err := verify("k.yaml", in, []byte(bad), []edit{ins}); err == nil || !strings.Contains(err.Error(), "k.yaml:2: adding newName") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -136,7 +136,7 @@ func (r *Rule) matchParts(w *walker, m *yaml.Node) {
 		}
 		parts = append(parts, splitPart{role: p.role, node: n, path: w.pathString() + "." + strings.Join(p.keys, ".")})
 	}
-	w.emitSplit(parts)
+	w.emitSplit(parts, SourceSplit)
 }
 
 type pathElem struct {

@@ -32,9 +32,13 @@ type Part struct {
 	Value string `json:"value" yaml:"value"`
 	// Line is where the value is in the file.
 	Line int `json:"line" yaml:"line"`
-	// Span locates the value for pkg/rewrite. Offset is -1 when the value
-	// is not a string, which rewrite does not change.
+	// Span locates the value for pkg/rewrite; Offset is -1 when it
+	// cannot be changed in place.
 	Span Span `json:"-" yaml:"-"`
+	// Key and KeySpan are the part's key and where it is, for a
+	// Kustomization image, whose rewrite may change a key (newTag to digest).
+	Key     string `json:"-" yaml:"-"`
+	KeySpan Span   `json:"-" yaml:"-"`
 }
 
 // Note is something scan saw and did not report as a reference, with why:
@@ -69,6 +73,8 @@ type splitPart struct {
 	outer    *yaml.Node
 	outerOrd int
 	voff     int
+	// key is the part's key node, for rules whose rewrite changes keys.
+	key *yaml.Node
 }
 
 // ancestorsMaps returns the mappings from the one being visited (m, at
@@ -129,6 +135,9 @@ func (w *walker) splits(m *yaml.Node) {
 			w.imageMap(m, func(k string) string { return w.pathAt(len(w.path), k) }, nil)
 		}
 	}
+	if w.kustomization() && len(w.path) == w.res.depth+2 && w.path[w.res.depth].key == "images" && w.path[w.res.depth+1].index >= 0 {
+		w.kustomizeImage(m)
+	}
 	for _, r := range w.rules {
 		if r.parts != nil {
 			r.matchParts(w, m)
@@ -186,7 +195,7 @@ func (w *walker) imageMap(m *yaml.Node, path func(string) string, wrap func(*spl
 			wrap(&parts[i])
 		}
 	}
-	w.emitSplit(parts)
+	w.emitSplit(parts, SourceSplit)
 }
 
 // nameVersion: in YAML held by a ConfigMap, a mapping with a name that is a
@@ -207,7 +216,7 @@ func (w *walker) nameVersion(m *yaml.Node, path func(string) string, wrap func(*
 	for i := range parts {
 		wrap(&parts[i])
 	}
-	w.emitSplit(parts)
+	w.emitSplit(parts, SourceSplit)
 }
 
 // embeddedSplits looks for image maps and name/version pairs in YAML (or
@@ -295,7 +304,7 @@ func (w *walker) siblingTag(m *yaml.Node) {
 		}
 	}
 	parts = append(parts, splitPart{role: RoleRepository, node: img, path: w.pathAt(len(w.path), "image")}, *tag)
-	w.emitSplit(parts)
+	w.emitSplit(parts, SourceSplit)
 }
 
 // tagFromVersion writes a version as a tag: a '+' (semver build metadata,
@@ -335,7 +344,7 @@ func Assemble(parts []Part) string {
 // emitSplit reports the reference parts make, or a note saying why not.
 // The repository part is where it is reported (line, path), and is taken
 // from the `image` field rule.
-func (w *walker) emitSplit(sp []splitPart) {
+func (w *walker) emitSplit(sp []splitPart, source string) {
 	parts := make([]Part, 0, len(sp))
 	var repo Part
 	for _, p := range sp {
@@ -347,13 +356,17 @@ func (w *walker) emitSplit(sp []splitPart) {
 		switch {
 		case p.outer != nil:
 			pt.Span = Span{Offset: -1, Scalar: p.outerOrd, ValueOffset: max(p.voff, 0), Value: p.outer.Value}
-			if isString(p.node) && p.voff >= 0 {
+			if p.voff >= 0 {
 				pt.Span.Offset = w.locate(p.outer, p.voff, p.node.Value)
 			}
 		default:
-			pt.Span = Span{Offset: -1, Scalar: w.ordinal(p.node), Value: p.node.Value}
-			if isString(p.node) {
-				pt.Span.Offset = w.locate(p.node, 0, p.node.Value)
+			pt.Span = Span{Offset: w.locate(p.node, 0, p.node.Value), Scalar: w.ordinal(p.node), Value: p.node.Value}
+			if p.key != nil {
+				pt.Key = p.key.Value
+				pt.KeySpan = Span{Offset: w.locate(p.key, 0, p.key.Value), Scalar: w.ordinal(p.key), Value: p.key.Value}
+				if pt.KeySpan.Offset >= 0 {
+					pt.KeySpan.Offset += w.base
+				}
 			}
 		}
 		if pt.Span.Offset >= 0 {
@@ -387,7 +400,7 @@ func (w *walker) emitSplit(sp []splitPart) {
 	w.seen[key] = true
 	r := Ref{
 		Image: ref, File: w.file, Doc: w.doc, Kind: w.res.kind, Name: w.res.name,
-		Path: repo.Path, Source: SourceSplit, Parts: parts,
+		Path: repo.Path, Source: source, Parts: parts,
 		Span: Span{Offset: -1, Scalar: repo.Span.Scalar},
 	}
 	r.Line, r.Column = repo.Line, 0
@@ -408,4 +421,56 @@ func (w *walker) ordinal(n *yaml.Node) int {
 		return i
 	}
 	return -1
+}
+
+// SourceKustomize is the Source of an image override in a Kustomization's
+// images list ({name, newName, newTag | digest}).
+const SourceKustomize = "kustomize"
+
+// kustomization reports a kustomize Kustomization or Component.
+func (w *walker) kustomization() bool {
+	return (w.res.kind == "Kustomization" || w.res.kind == "Component") && strings.HasPrefix(w.res.apiVersion, "kustomize.config.k8s.io/")
+}
+
+// keyOf returns the key node of key in m.
+func keyOf(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Kind == yaml.ScalarNode && m.Content[i].Value == key {
+			return m.Content[i]
+		}
+	}
+	return nil
+}
+
+// kustomizeImage: an item of a Kustomization's images list. The image is
+// newName (else name) with newTag and/or digest; name alone matches the
+// base's images and names none.
+func (w *walker) kustomizeImage(m *yaml.Node) {
+	name := stringScalar(m, "name")
+	if name == nil {
+		return
+	}
+	repoKey := "name"
+	if n := stringScalar(m, "newName"); n != nil {
+		repoKey = "newName"
+	}
+	part := func(role, key string, n *yaml.Node) splitPart {
+		return splitPart{role: role, node: n, path: w.pathAt(len(w.path), key), key: keyOf(m, key)}
+	}
+	parts := []splitPart{part(RoleRepository, repoKey, lookup(m, repoKey))}
+	tag, dig := anyScalar(m, "newTag"), stringScalar(m, "digest")
+	if tag != nil {
+		parts = append(parts, part(RoleTag, "newTag", tag))
+	}
+	if dig != nil {
+		parts = append(parts, part(RoleDigest, "digest", dig))
+	}
+	if tag == nil && dig == nil {
+		if repoKey == "newName" {
+			w.notes = append(w.notes, Note{File: w.file, Line: w.pline0 + m.Line, Path: w.pathAt(len(w.path), "newName"),
+				Msg: fmt.Sprintf("%s keeps the tag of the base's %s, which is not here: not reported; scan the base and the overlay together (kustomize build | ferry scan -f -)", Quote(parts[0].node.Value), Quote(name.Value))})
+		}
+		return
+	}
+	w.emitSplit(parts, SourceKustomize)
 }

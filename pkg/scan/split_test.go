@@ -141,3 +141,21 @@ func TestPartsRuleErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestKustomizeImages: a Kustomization's images overrides are references:
+// newName (else name) with newTag and/or digest.
+func TestKustomizeImages(t *testing.T) {
+	refs, notes, data := splitRefs(t, "kustomization.yaml", Options{})
+	want := []string{
+		"7 images[name=example/api].newName registry.example.com/team/api:v2.0.1 kustomize",
+		"9 images[name=example/worker].name example/worker@sha256:2222222222222222222222222222222222222222222222222222222222222222 kustomize",
+		"11 images[name=example/cache].name example/cache:7.2 kustomize",
+	}
+	if d := cmp.Diff(want, images(refs)); d != "" {
+		t.Errorf("references (-want +got):\n%s", d)
+	}
+	checkParts(t, data, refs)
+	if len(notes) != 1 || !strings.HasPrefix(notes[0].String(), `testdata/kustomization.yaml:12: images[name=example/renamed].newName: "registry.example.com/team/renamed" keeps the tag of the base's "example/renamed"`) {
+		t.Errorf("notes: %v", notes)
+	}
+}

@@ -26,7 +26,7 @@ const (
 )
 
 // builtinNames may not be reused by user rules.
-var builtinNames = []string{SourceField, SourceArgs, SourceEnv, SourceConfigMap, SourceConfigMapEmbedded}
+var builtinNames = []string{SourceField, SourceArgs, SourceEnv, SourceConfigMap, SourceConfigMapEmbedded, SourceSplit, SourceKustomize}
 
 // wellKnownFlags are image flags whose name does not say "image".
 var wellKnownFlags = map[string]bool{
