@@ -336,6 +336,15 @@ func firstOfEach(refs []scan.Ref) []scan.Ref {
 	return out
 }
 
+// partKey identifies where a part edit goes.
+func partKey(e edit) [3]int {
+	ins := 0
+	if e.insert {
+		ins = 1
+	}
+	return [3]int{e.ref.Span.Scalar, e.ref.Span.ValueOffset, ins}
+}
+
 type edit struct {
 	ref scan.Ref
 	new string
@@ -375,6 +384,7 @@ func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
 func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]byte, Result, error) {
 	res := Result{Refs: refs, Found: len(refs)}
 	var edits []edit
+	shared := map[[3]int]string{}
 	for _, r := range refs {
 		if r.Err != nil {
 			res.Unmapped = append(res.Unmapped, r)
@@ -405,7 +415,23 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 				res.Left = append(res.Left, fmt.Sprintf("%s: %s is written in parts and was left as written: %s; %s", r.Location(), scan.Quote(r.Image), why, scan.MirrorHint))
 				continue
 			}
+			// A part may be shared (istio's global.hub before several
+			// images): it is changed once, and only to one value.
+			conflict := ""
 			for _, e := range es {
+				if prev, ok := shared[partKey(e)]; ok && prev != e.new {
+					conflict = e.ref.Image
+				}
+			}
+			if conflict != "" {
+				res.Left = append(res.Left, fmt.Sprintf("%s: %s is written in parts and was left as written: a part (%s) is shared with a reference that moves elsewhere; %s", r.Location(), scan.Quote(r.Image), scan.Quote(conflict), scan.MirrorHint))
+				continue
+			}
+			for _, e := range es {
+				if _, ok := shared[partKey(e)]; ok {
+					continue
+				}
+				shared[partKey(e)] = e.new
 				e.ref.Span.Offset -= base
 				edits = append(edits, e)
 			}

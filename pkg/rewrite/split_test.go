@@ -203,3 +203,30 @@ func TestVerifyInserted(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedPart: a registry part before several images is changed once;
+// when they would move to different places the second is left, and says so.
+func TestSharedPart(t *testing.T) {
+	in := []byte("global:\n  hub: registry.example.com/mesh\n  tag: 1.9.0\n  proxy:\n    image: proxy\n  init:\n    image: init\n")
+	out, res, err := Bytes("v.yaml", in, Options{Map: relocate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "global:\n  hub: registry.internal/mirror/mesh\n  tag: 1.9.0\n  proxy:\n    image: proxy\n  init:\n    image: init\n"; string(out) != want || res.Rewritten != 2 {
+		t.Errorf("rewritten %d:\n%s", res.Rewritten, out)
+	}
+	apart := func(s string) (string, bool) {
+		if strings.Contains(s, "init") {
+			return "other.example/init:1.9.0", true
+		}
+		return "registry.internal/mirror/mesh/proxy:1.9.0", true
+	}
+	out, res, err = Bytes("v.yaml", in, Options{Map: apart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rewritten != 1 || len(res.Left) != 1 || !strings.Contains(res.Left[0], `v.yaml:7: "registry.example.com/mesh/init:1.9.0" is written in parts and was left as written: a part ("registry.example.com/mesh") is shared`) {
+		t.Errorf("rewritten %d, left %q", res.Rewritten, res.Left)
+	}
+	roundTrip(t, out)
+}

@@ -221,14 +221,17 @@ func (w *walker) nameVersion(m *yaml.Node, path func(string) string, wrap func(*
 
 // embeddedSplits looks for image maps and name/version pairs in YAML (or
 // JSON) text held by the ConfigMap value n, the ord-th scalar.
-func (w *walker) embeddedSplits(n *yaml.Node, ord int) {
+//
+// It returns the offsets in the value of the `image` values a split took.
+func (w *walker) embeddedSplits(n *yaml.Node, ord int) map[int]bool {
 	v := n.Value
+	taken := map[int]bool{}
 	if !strings.Contains(v, "version") && !strings.Contains(v, "tag") && !strings.Contains(v, "digest") {
-		return
+		return taken
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(v), &doc); err != nil {
-		return
+		return taken
 	}
 	// A walker over the value's text, to place its nodes in it.
 	in := &walker{data: []byte(v), breaks: parserLineStarts([]byte(v))}
@@ -237,53 +240,82 @@ func (w *walker) embeddedSplits(n *yaml.Node, ord int) {
 		// -1 when not placed: scan reports it, rewrite cannot change it.
 		p.outer, p.outerOrd, p.voff = n, ord, in.locate(p.node, 0, p.node.Value)
 	}
-	var walk func(m *yaml.Node, path []seg)
-	walk = func(m *yaml.Node, path []seg) {
+	var walk func(m *yaml.Node, path []seg, levels []level)
+	walk = func(m *yaml.Node, path []seg, levels []level) {
 		switch m.Kind {
 		case yaml.DocumentNode:
 			for _, c := range m.Content {
-				walk(c, path)
+				walk(c, path, nil)
 			}
 		case yaml.SequenceNode:
 			for i, c := range m.Content {
-				walk(c, append(path, seg{index: i, seq: m}))
+				walk(c, append(path, seg{index: i, seq: m}), nil)
 			}
 		case yaml.MappingNode:
 			at := func(k string) string {
 				return outer + ":" + pathOf(append(path[:len(path):len(path)], seg{key: k, index: -1}))
 			}
+			levels = append([]level{{m, at}}, levels...)
 			if len(path) > 0 {
 				if last := path[len(path)-1]; last.index < 0 && imageWordRE.MatchString(last.key) {
 					w.imageMap(m, at, wrap)
 				}
 			}
+			if w.siblingTagIn(levels, wrap) {
+				if img := lookup(m, "image"); img != nil {
+					taken[in.locate(img, 0, img.Value)] = true
+				}
+			}
 			w.nameVersion(m, at, wrap)
 			for i := 0; i+1 < len(m.Content); i += 2 {
-				walk(m.Content[i+1], append(path, seg{key: m.Content[i].Value, index: -1}))
+				walk(m.Content[i+1], append(path, seg{key: m.Content[i].Value, index: -1}), levels)
 			}
 		}
 	}
-	walk(&doc, nil)
+	walk(&doc, nil, nil)
+	return taken
+}
+
+// level is a mapping and how to name the path of a key in it.
+type level struct {
+	m    *yaml.Node
+	path func(key string) string
 }
 
 // siblingTag: an `image` holding a name without tag or digest, with a tag
 // or version key beside it or above it (spec.upgrade.image with
-// spec.version), and maybe a registry key beside it (repository: nvcr.io/nvidia,
-// image: driver, version: "580.1").
+// spec.version), and maybe a registry key beside it or above it, up to
+// where the tag is (repository: nvcr.io/nvidia, image: driver, version:
+// "580.1"; istio's global.hub, global.tag and global.proxy.image).
 func (w *walker) siblingTag(m *yaml.Node) {
+	var levels []level
+	for _, a := range w.ancestorMaps(m) {
+		depth := a.depth
+		levels = append(levels, level{a.m, func(k string) string { return w.pathAt(depth, k) }})
+	}
+	w.siblingTagIn(levels, nil)
+}
+
+// siblingTagIn is siblingTag on levels, levels[0] holding the image;
+// wrap, when set, places the parts in YAML text held by another scalar.
+// It reports whether it took the image.
+func (w *walker) siblingTagIn(levels []level, wrap func(*splitPart)) bool {
+	m := levels[0].m
 	img := stringScalar(m, "image")
 	if img == nil {
-		return
+		return false
 	}
 	r, err := imageref.Parse(img.Value)
 	if err != nil || r.Tag != "" || r.Digest != "" {
-		return
+		return false
 	}
 	var tag *splitPart
-	for _, a := range w.ancestorMaps(m) {
+	top := 0
+	for i, l := range levels {
 		for _, k := range tagKeys {
-			if n := anyScalar(a.m, k); n != nil {
-				tag = &splitPart{role: RoleTag, node: n, path: w.pathAt(a.depth, k)}
+			if n := anyScalar(l.m, k); n != nil {
+				tag = &splitPart{role: RoleTag, node: n, path: l.path(k)}
+				top = i
 				break
 			}
 		}
@@ -292,19 +324,28 @@ func (w *walker) siblingTag(m *yaml.Node) {
 		}
 	}
 	if tag == nil {
-		return
+		return false
 	}
 	parts := []splitPart{}
 	if !hasHost(img.Value) {
-		for _, k := range prefixKeys {
-			if n := stringScalar(m, k); n != nil {
-				parts = append(parts, splitPart{role: RoleRegistry, node: n, path: w.pathAt(len(w.path), k)})
-				break
+	prefix:
+		for _, l := range levels[:top+1] {
+			for _, k := range prefixKeys {
+				if n := stringScalar(l.m, k); n != nil {
+					parts = append(parts, splitPart{role: RoleRegistry, node: n, path: l.path(k)})
+					break prefix
+				}
 			}
 		}
 	}
-	parts = append(parts, splitPart{role: RoleRepository, node: img, path: w.pathAt(len(w.path), "image")}, *tag)
+	parts = append(parts, splitPart{role: RoleRepository, node: img, path: levels[0].path("image")}, *tag)
+	if wrap != nil {
+		for i := range parts {
+			wrap(&parts[i])
+		}
+	}
 	w.emitSplit(parts, SourceSplit)
+	return true
 }
 
 // tagFromVersion writes a version as a tag: a '+' (semver build metadata,

@@ -159,3 +159,24 @@ func TestKustomizeImages(t *testing.T) {
 		t.Errorf("notes: %v", notes)
 	}
 }
+
+// TestConfigMapUntagged: an `image:` line in ConfigMap text takes a
+// reference without a tag, as the image field does, unless a tag or version
+// key completes it (then it is a split reference, or nothing).
+func TestConfigMapUntagged(t *testing.T) {
+	refs, notes, data := splitRefs(t, "configmap-untagged.yaml", Options{})
+	want := []string{
+		"14 data[\"helper.yaml\"] docker.io/library/busybox configmap-embedded",
+		"28 data.values:global.proxy.image registry.example.com/mesh/proxy:1.9.0 split",
+	}
+	if d := cmp.Diff(want, images(refs)); d != "" {
+		t.Errorf("references (-want +got):\n%s", d)
+	}
+	checkParts(t, data, refs)
+	if !strings.HasPrefix(string(data[refs[0].Span.Offset:]), "docker.io/library/busybox\n") {
+		t.Errorf("busybox not located")
+	}
+	if len(notes) != 0 {
+		t.Errorf("notes: %v", notes)
+	}
+}

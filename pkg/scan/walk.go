@@ -37,7 +37,7 @@ var (
 	imageWordRE = regexp.MustCompile(`(?i)image`)
 	// embeddedRE finds `image: REF`, `- image: "REF"` and `"image" : "REF",`
 	// lines, and keys ending in Image/_image, in text that is YAML or JSON.
-	embeddedRE = regexp.MustCompile(`(?m)^[ \t]*(?:-[ \t]+)?["']?(?:image|[A-Za-z_-]*Image|[A-Za-z_-]*_image)["']?[ \t]*:[ \t]*["']?([^\s"',{}\[\]#]+)["']?[ \t]*,?[ \t]*(?:#.*)?\r?$`)
+	embeddedRE = regexp.MustCompile(`(?m)^[ \t]*(?:-[ \t]+)?["']?(image|[A-Za-z_-]*Image|[A-Za-z_-]*_image)["']?[ \t]*:[ \t]*["']?([^\s"',{}\[\]#]+)["']?[ \t]*,?[ \t]*(?:#.*)?\r?$`)
 )
 
 // seg is one step of the path from the document root to a node.
@@ -337,12 +337,63 @@ func (w *walker) configMap(n *yaml.Node, ord int, key string) {
 		}
 		return
 	}
+	taken := w.embeddedSplits(n, ord)
+	var versioned func(voff int) bool
 	for _, m := range embeddedRE.FindAllStringSubmatchIndex(v, -1) {
-		if ref := v[m[2]:m[3]]; tagged(ref) {
-			w.emit(n, ord, m[2], ref, SourceConfigMapEmbedded)
+		ref := v[m[4]:m[5]]
+		if tagged(ref) {
+			w.emit(n, ord, m[4], ref, SourceConfigMapEmbedded)
+			continue
+		}
+		// An `image` key takes a reference without a tag, as the image
+		// field rule does, unless a tag or version key completes it.
+		if v[m[2]:m[3]] != "image" || placeholder(ref) || taken[m[4]] {
+			continue
+		}
+		if _, err := imageref.Parse(ref); err != nil {
+			continue
+		}
+		if versioned == nil {
+			versioned = versionedImages(v)
+		}
+		if !versioned(m[4]) {
+			w.emit(n, ord, m[4], ref, SourceConfigMapEmbedded)
 		}
 	}
-	w.embeddedSplits(n, ord)
+}
+
+var versionKeyRE = regexp.MustCompile(`(?i)["']?[A-Za-z_-]*(?:version|tag)["']?[ \t]*:`)
+
+// versionedImages reports, for YAML or JSON text, whether the `image` value
+// at byte voff has a key saying version or tag beside it (kserve's
+// "image" with "defaultImageVersion"), which completes it at run time.
+// Text that does not parse is judged as a whole: any such key counts.
+func versionedImages(v string) func(voff int) bool {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(v), &doc); err != nil {
+		any := versionKeyRE.MatchString(v)
+		return func(int) bool { return any }
+	}
+	in := &walker{data: []byte(v), breaks: parserLineStarts([]byte(v))}
+	at := map[int]bool{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			if img := lookup(n, "image"); img != nil && img.Kind == yaml.ScalarNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if k := n.Content[i].Value; k != "image" && versionKeyRE.MatchString(k+":") {
+						at[in.locate(img, 0, img.Value)] = true
+						break
+					}
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&doc)
+	return func(voff int) bool { return at[voff] }
 }
 
 // trimmed returns s without surrounding white space and the offset of what remains.
