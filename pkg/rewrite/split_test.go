@@ -230,3 +230,20 @@ func TestSharedPart(t *testing.T) {
 	}
 	roundTrip(t, out)
 }
+
+// TestCSVRewrite: the containerImage annotation moves with the operator.
+func TestCSVRewrite(t *testing.T) {
+	in := filepath.Join("testdata", "csv.yaml")
+	data, _ := os.ReadFile(in)
+	out, res, err := Bytes(in, data, Options{Map: relocate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, _ := relocate("registry.example.com/team/operator:v1.4.0")
+	if res.Rewritten != 2 || !bytes.Contains(out, []byte("    containerImage: "+to+"\n")) || !bytes.Contains(out, []byte("team/other:v1 for you")) {
+		t.Errorf("rewritten %d:\n%s", res.Rewritten, out)
+	}
+	if got := roundTrip(t, out); len(got) != 2 {
+		t.Errorf("after rewrite: %q", got)
+	}
+}

@@ -180,3 +180,19 @@ func TestConfigMapUntagged(t *testing.T) {
 		t.Errorf("notes: %v", notes)
 	}
 }
+
+// TestCSVContainerImage: a ClusterServiceVersion's containerImage
+// annotation is a built-in rule; other kinds' annotations are not read.
+func TestCSVContainerImage(t *testing.T) {
+	refs, _, data := splitRefs(t, "csv.yaml", Options{})
+	want := []string{
+		"6 metadata.annotations.containerImage registry.example.com/team/operator:v1.4.0 csv",
+		"18 spec.install.spec.deployments[name=example-operator].spec.template.spec.containers[name=manager].image registry.example.com/team/operator@sha256:3333333333333333333333333333333333333333333333333333333333333333 field",
+	}
+	if d := cmp.Diff(want, images(refs)); d != "" {
+		t.Errorf("references (-want +got):\n%s", d)
+	}
+	if !strings.HasPrefix(string(data[refs[0].Span.Offset:]), "registry.example.com/team/operator:v1.4.0\n") {
+		t.Error("containerImage not located")
+	}
+}

@@ -23,10 +23,14 @@ const (
 	// SourceConfigMapEmbedded: `image: REF` or `"image": "REF"` lines in
 	// YAML, JSON or template text held in ConfigMap data.
 	SourceConfigMapEmbedded = "configmap-embedded"
+	// SourceCSV: an OLM ClusterServiceVersion's
+	// metadata.annotations.containerImage (the operator's image, which
+	// disconnected-install checks read).
+	SourceCSV = "csv"
 )
 
 // builtinNames may not be reused by user rules.
-var builtinNames = []string{SourceField, SourceArgs, SourceEnv, SourceConfigMap, SourceConfigMapEmbedded, SourceSplit, SourceKustomize}
+var builtinNames = []string{SourceField, SourceArgs, SourceEnv, SourceConfigMap, SourceConfigMapEmbedded, SourceSplit, SourceKustomize, SourceCSV}
 
 // wellKnownFlags are image flags whose name does not say "image".
 var wellKnownFlags = map[string]bool{
@@ -263,6 +267,16 @@ func (w *walker) scalar(n *yaml.Node, ord int) {
 		item, list := w.path[len(w.path)-2], w.path[len(w.path)-3]
 		if item.index >= 0 && list.key == "env" {
 			w.env(n, ord, scalarValue(lookup(item.seq.Content[item.index], "name")))
+		}
+	}
+
+	// A ClusterServiceVersion's containerImage annotation.
+	if w.res.kind == "ClusterServiceVersion" && len(w.path) == w.res.depth+3 && last.key == "containerImage" &&
+		w.path[w.res.depth].key == "metadata" && w.path[w.res.depth+1].key == "annotations" {
+		if ref, off := trimmed(v); ref != "" && !placeholder(ref) {
+			if _, err := imageref.Parse(ref); err == nil {
+				w.emit(n, ord, off, ref, SourceCSV)
+			}
 		}
 	}
 
