@@ -65,6 +65,8 @@ func splitEdits(r scan.Ref, to string) ([]edit, string) {
 	name := nameOf(to)
 	ok := true
 	switch {
+	case nr.Repo.Name() == old.Repo.Name():
+		// Pinned where it is (resolve): the name parts stay as written.
 	case reg != nil && strings.HasSuffix(name, "/"+repo.Value):
 		ok = set(reg, strings.TrimSuffix(name, "/"+repo.Value))
 	case reg != nil:
@@ -121,7 +123,7 @@ func kustomizeEdits(r scan.Ref, to string, data []byte, base int) ([]edit, strin
 	}
 	name := nameOf(to)
 	switch {
-	case !ok:
+	case !ok, nr.Repo.Name() == old.Repo.Name():
 	case repo.Key == "newName":
 		ok = change(repo.Span, repo.Line, repo.Value, name)
 	case name != repo.Value:

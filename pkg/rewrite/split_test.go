@@ -247,3 +247,24 @@ func TestCSVRewrite(t *testing.T) {
 		t.Errorf("after rewrite: %q", got)
 	}
 }
+
+// TestSplitPinnedInPlace: pinned where it is (resolve's rewrite), a split
+// reference keeps its name parts as written, even spelt another way
+// (index.docker.io/example/... for example/...), and fills a digest part.
+func TestSplitPinnedInPlace(t *testing.T) {
+	in := []byte("spec:\n  version: v1\n  image: example/agent\n---\nimage:\n  repository: example/api\n  tag: \"2\"\n  digest: \"\"\n---\nimages:\n  - name: example/web\n    newTag: v3\n")
+	pin := func(s string) (string, bool) {
+		return "index.docker.io/" + nameOf(s) + "@sha256:" + strings.Repeat("c", 64), true
+	}
+	kind := []byte("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n")
+	in = append(in[:bytes.LastIndex(in, []byte("images:"))], append(kind, in[bytes.LastIndex(in, []byte("images:")):]...)...)
+	out, res, err := Bytes("p.yaml", in, Options{Map: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(string(in), `digest: ""`, `digest: "sha256:`+strings.Repeat("c", 64)+`"`, 1)
+	if string(out) != want || len(res.Left) != 0 {
+		t.Errorf("left %q, got:\n%s", res.Left, out)
+	}
+	roundTrip(t, out)
+}
