@@ -428,7 +428,7 @@ func (w *walker) emitSplit(sp []splitPart, source string) {
 	if _, err := imageref.Parse(ref); err != nil {
 		var vals []string
 		for _, p := range parts {
-			vals = append(vals, fmt.Sprintf("%s %q", p.Path, p.Value))
+			vals = append(vals, p.Path+" "+Quote(p.Value))
 		}
 		w.notes = append(w.notes, Note{File: w.file, Line: repo.Line, Path: repo.Path,
 			Msg: fmt.Sprintf("the image is written in parts (%s) that make no valid reference (%v): not reported; %s", strings.Join(vals, ", "), err.(*imageref.InvalidError).Reason, MirrorHint)})
