@@ -102,6 +102,9 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 		return err
 	}
 	warnUnmapped(stderr, res.Unmapped, o.lock)
+	for _, l := range res.Left {
+		fmt.Fprintf(stderr, "warning: %s\n", l)
+	}
 	o.root.log(stderr).Debug("rewrote", "references", res.Rewritten, "files changed", len(res.Changed))
 	o.out.notice(stderr)
 	return nil

@@ -27,7 +27,10 @@ func newScanCmd(root *rootOptions) *cobra.Command {
 		Short: "List every image reference in manifests, with file, line and YAML path",
 		Long: `scan lists the image references ferry would resolve, bundle and rewrite: every
 image field of every document, and references that search rules find in container
-args (--some-image=REF), env values (*IMAGE*), ConfigMap data and text embedded in it.
+args (--some-image=REF), env values (*IMAGE*), ConfigMap data and text embedded in it,
+a ClusterServiceVersion's containerImage annotation, images written in parts (an image
+name beside a version or tag key, Helm image maps: source split, with each part's path)
+and a Kustomization's images overrides (source kustomize).
 Templates ({{ }}, $(...)), wildcards and CRD schemas are not references.
 An image field that is no valid reference is listed, with a warning on stderr.
 Add search rules for other places with --config (see docs/config.md).`,
@@ -61,6 +64,7 @@ func (o *scanOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stder
 	if err != nil {
 		return err
 	}
+	so.Note = func(n scan.Note) { fmt.Fprintf(stderr, "warning: %s\n", n) }
 	w, err := newRefWriter(format, stdout)
 	if err != nil {
 		return err

@@ -55,6 +55,10 @@ type Result struct {
 	UnmappedCount int
 	// Changed lists the files whose content changed.
 	Changed []string
+	// Left says, one line per site, which references written in parts were
+	// left as written because their new location cannot be written in
+	// those parts (a digest-only location where a tag key is).
+	Left []string
 
 	unmapped map[string]bool
 }
@@ -302,6 +306,7 @@ func file(ctx context.Context, f scan.Input, o Options, res *Result, w io.Writer
 			}
 		}
 		res.Rewritten += dr.Rewritten
+		res.Left = append(res.Left, dr.Left...)
 		if err != nil {
 			return err
 		}
@@ -331,9 +336,23 @@ func firstOfEach(refs []scan.Ref) []scan.Ref {
 	return out
 }
 
+// partKey identifies where a part edit goes.
+func partKey(e edit) [3]int {
+	ins := 0
+	if e.insert {
+		ins = 1
+	}
+	return [3]int{e.ref.Span.Scalar, e.ref.Span.ValueOffset, ins}
+}
+
 type edit struct {
 	ref scan.Ref
 	new string
+	// part is one part of a split reference (Result counts references).
+	part bool
+	// insert adds new before the key of the ref.Span.Scalar-th scalar:
+	// a key and its value (newName: REPO), replacing nothing.
+	insert bool
 }
 
 // Bytes rewrites one file's content; name is used in errors.
@@ -350,6 +369,7 @@ func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
 		res.Refs = append(res.Refs, dr.Refs...)
 		res.Unmapped = append(res.Unmapped, dr.Unmapped...)
 		res.Rewritten += dr.Rewritten
+		res.Left = append(res.Left, dr.Left...)
 		out.Write(b)
 		return err
 	})
@@ -364,6 +384,7 @@ func Bytes(name string, data []byte, o Options) ([]byte, Result, error) {
 func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]byte, Result, error) {
 	res := Result{Refs: refs, Found: len(refs)}
 	var edits []edit
+	shared := map[[3]int]string{}
 	for _, r := range refs {
 		if r.Err != nil {
 			res.Unmapped = append(res.Unmapped, r)
@@ -382,6 +403,43 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 		if to == r.Image {
 			continue
 		}
+		if len(r.Parts) > 0 {
+			var es []edit
+			var why string
+			if r.Source == scan.SourceKustomize {
+				es, why = kustomizeEdits(r, to, data, base)
+			} else {
+				es, why = splitEdits(r, to)
+			}
+			if why != "" {
+				res.Left = append(res.Left, fmt.Sprintf("%s: %s is written in parts and was left as written: %s; %s", r.Location(), scan.Quote(r.Image), why, scan.MirrorHint))
+				continue
+			}
+			// A part may be shared (istio's global.hub before several
+			// images): it is changed once, and only to one value.
+			conflict := ""
+			for _, e := range es {
+				if prev, ok := shared[partKey(e)]; ok && prev != e.new {
+					conflict = e.ref.Image
+				}
+			}
+			if conflict != "" {
+				res.Left = append(res.Left, fmt.Sprintf("%s: %s is written in parts and was left as written: a part (%s) is shared with a reference that moves elsewhere; %s", r.Location(), scan.Quote(r.Image), scan.Quote(conflict), scan.MirrorHint))
+				continue
+			}
+			for _, e := range es {
+				if _, ok := shared[partKey(e)]; ok {
+					continue
+				}
+				shared[partKey(e)] = e.new
+				e.ref.Span.Offset -= base
+				edits = append(edits, e)
+			}
+			if len(es) > 0 {
+				res.Rewritten++
+			}
+			continue
+		}
 		if r.Span.Offset < 0 {
 			return nil, res, fmt.Errorf("%s: cannot replace %s in place: the scalar holding it uses escape sequences; write it without them", r.Location(), scan.Quote(r.Image))
 		}
@@ -391,6 +449,7 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 	if len(edits) == 0 {
 		return data, res, nil
 	}
+	rewritten := res.Rewritten
 	sort.Slice(edits, func(i, j int) bool { return edits[i].ref.Span.Offset < edits[j].ref.Span.Offset })
 	var out bytes.Buffer
 	out.Grow(len(data) + len(edits)*64)
@@ -405,22 +464,33 @@ func apply(name string, data []byte, base int, refs []scan.Ref, o Options) ([]by
 		at = off + len(e.ref.Image)
 	}
 	out.Write(data[at:])
-	if err := verify(name, out.Bytes(), edits); err != nil {
+	if err := verify(name, data, out.Bytes(), edits); err != nil {
 		return nil, res, err
 	}
-	res.Rewritten = len(edits)
+	for _, e := range edits {
+		if e.part {
+			continue
+		}
+		rewritten++
+	}
+	res.Rewritten = rewritten
 	return out.Bytes(), res, nil
 }
 
 // verify re-parses the rewritten bytes and checks that each edited scalar
 // now holds its old value with the references replaced: proof that the
 // splice changed the values intended and the YAML structure not at all.
-func verify(name string, out []byte, edits []edit) error {
+func verify(name string, in, out []byte, edits []edit) error {
 	want := map[int]string{}
 	first := map[int]scan.Ref{}
 	// Apply the edits to each scalar's value, last offset first.
 	byScalar := map[int][]edit{}
+	var inserts []edit
 	for _, e := range edits {
+		if e.insert {
+			inserts = append(inserts, e)
+			continue
+		}
 		byScalar[e.ref.Span.Scalar] = append(byScalar[e.ref.Span.Scalar], e)
 	}
 	for ord, es := range byScalar {
@@ -432,6 +502,9 @@ func verify(name string, out []byte, edits []edit) error {
 		}
 		want[ord] = v
 		first[ord] = es[len(es)-1].ref
+	}
+	if len(inserts) > 0 {
+		return verifyInserted(name, in, out, want, inserts)
 	}
 	ord := 0
 	err := scan.Nodes(out, func(_ int, n *yaml.Node) {
@@ -452,6 +525,48 @@ func verify(name string, out []byte, edits []edit) error {
 		sort.Ints(bad)
 		r := first[bad[0]]
 		return fmt.Errorf("%s: cannot replace %s in place: the result did not parse back to the intended value", r.Location(), scan.Quote(r.Image))
+	}
+	return nil
+}
+
+// verifyInserted is verify for a rewrite that added keys: every scalar of
+// the result, in order, must be the input's (with the edits applied), plus
+// the added key and value just before the scalars they were put before.
+func verifyInserted(name string, in, out []byte, want map[int]string, inserts []edit) error {
+	before := map[int][]string{}
+	for _, e := range inserts {
+		k, v, _ := strings.Cut(strings.TrimRight(strings.TrimSpace(e.new), ","), ": ")
+		before[e.ref.Span.Scalar] = append(before[e.ref.Span.Scalar], k, v)
+	}
+	var exp []string
+	ord := 0
+	err := scan.Nodes(in, func(_ int, n *yaml.Node) {
+		ord = scan.ForEachScalar(n, ord, func(i int, s *yaml.Node) {
+			exp = append(exp, before[i]...)
+			if v, ok := want[i]; ok {
+				exp = append(exp, v)
+			} else {
+				exp = append(exp, s.Value)
+			}
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var got []string
+	err = scan.Nodes(out, func(_ int, n *yaml.Node) {
+		scan.ForEachScalar(n, 0, func(_ int, s *yaml.Node) { got = append(got, s.Value) })
+	})
+	if err != nil {
+		return fmt.Errorf("%s: rewriting produced invalid YAML (%v); this is a bug, please report it", name, err)
+	}
+	if len(got) != len(exp) {
+		return fmt.Errorf("%s: adding newName to %s did not parse back as intended", inserts[0].ref.Location(), "a Kustomization image")
+	}
+	for i := range got {
+		if got[i] != exp[i] {
+			return fmt.Errorf("%s: adding newName to a Kustomization image did not parse back as intended", inserts[0].ref.Location())
+		}
 	}
 	return nil
 }

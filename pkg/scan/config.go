@@ -50,11 +50,93 @@ type Rule struct {
 	// e.g. "^--sidecar=(.+)$": the reference is its capture group, or the
 	// whole match when it has none.
 	ValuePattern string `yaml:"valuePattern,omitempty"`
+	// Parts, with Path, finds a reference written in parts in the mapping
+	// at Path: each names the key (or a dotted path below the mapping)
+	// holding one part. The reference is REGISTRY/REPOSITORY:TAG@DIGEST.
+	Parts *RuleParts `yaml:"parts,omitempty"`
 
+	parts []rulePart
 	path  []pathElem
 	key   *regexp.Regexp
 	value *regexp.Regexp
 	kinds map[string]bool
+}
+
+// RuleParts names where each part of a split reference is, relative to
+// the rule's Path. Repository (or Name) is required, with a Tag (or
+// Version) or a Digest.
+type RuleParts struct {
+	Registry   string `yaml:"registry,omitempty"`
+	Repository string `yaml:"repository,omitempty"`
+	Name       string `yaml:"name,omitempty"`
+	Tag        string `yaml:"tag,omitempty"`
+	Version    string `yaml:"version,omitempty"`
+	Digest     string `yaml:"digest,omitempty"`
+}
+
+type rulePart struct {
+	role string
+	keys []string
+}
+
+func (p *RuleParts) compile() ([]rulePart, error) {
+	repo, tag := p.Repository, p.Tag
+	switch {
+	case p.Repository != "" && p.Name != "":
+		return nil, errors.New("parts: set repository or name, not both")
+	case p.Tag != "" && p.Version != "":
+		return nil, errors.New("parts: set tag or version, not both")
+	case p.Name != "":
+		repo = p.Name
+	}
+	if p.Version != "" {
+		tag = p.Version
+	}
+	if repo == "" || tag == "" && p.Digest == "" {
+		return nil, errors.New("parts: name the key of the repository (or name), and of the tag (or version) or digest")
+	}
+	var out []rulePart
+	for _, x := range []struct{ role, key string }{{RoleRegistry, p.Registry}, {RoleRepository, repo}, {RoleTag, tag}, {RoleDigest, p.Digest}} {
+		if x.key == "" {
+			continue
+		}
+		keys := strings.Split(x.key, ".")
+		for _, k := range keys {
+			if k == "" {
+				return nil, fmt.Errorf("parts: %s %q: want a key or dotted keys, e.g. image.tag", x.role, x.key)
+			}
+		}
+		out = append(out, rulePart{role: x.role, keys: keys})
+	}
+	return out, nil
+}
+
+// matchParts runs a user parts rule on the mapping m at w.path.
+func (r *Rule) matchParts(w *walker, m *yaml.Node) {
+	if r.kinds != nil && !r.kinds[w.res.kind] {
+		return
+	}
+	rel := w.path[w.res.depth:]
+	if len(rel) != len(r.path) || !matchPath(r.path, rel) {
+		return
+	}
+	var parts []splitPart
+	for _, p := range r.parts {
+		n := m
+		for _, k := range p.keys {
+			n = lookup(n, k)
+		}
+		ok := n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() != "!!null" && !placeholder(n.Value) &&
+			(strings.TrimSpace(n.Value) != "" || p.role == RoleDigest && isString(n))
+		if !ok {
+			if p.role == RoleRepository {
+				return
+			}
+			continue
+		}
+		parts = append(parts, splitPart{role: p.role, node: n, path: w.pathString() + "." + strings.Join(p.keys, ".")})
+	}
+	w.emitSplit(parts, SourceSplit)
 }
 
 type pathElem struct {
@@ -145,10 +227,18 @@ func (r *Rule) compile() error {
 	if r.Name == "" {
 		return errors.New("name is required")
 	}
+	var err error
+	if r.Parts != nil {
+		if r.Path == "" || r.KeyPattern != "" || r.ValuePattern != "" {
+			return errors.New("parts: set path to the mapping holding the parts, and no keyPattern or valuePattern")
+		}
+		if r.parts, err = r.Parts.compile(); err != nil {
+			return err
+		}
+	}
 	if r.Path == "" && r.KeyPattern == "" {
 		return errors.New("set path, keyPattern or both to say which values to look at")
 	}
-	var err error
 	if r.path, err = parsePath(r.Path); err != nil {
 		return fmt.Errorf("path %q: %w", r.Path, err)
 	}
@@ -250,6 +340,9 @@ func matchPath(p []pathElem, path []seg) bool {
 
 // match runs a user rule on the scalar n at w.path.
 func (r *Rule) match(w *walker, n *yaml.Node, ord int) {
+	if r.parts != nil {
+		return
+	}
 	if r.kinds != nil && !r.kinds[w.res.kind] {
 		return
 	}

@@ -96,8 +96,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"two groups", head + "searchRules:\n- name: a\n  path: x\n  valuePattern: '(a)(b)'\n", `ferry.yaml: searchRules[0] (a): valuePattern "(a)(b)" has 2 capture groups; use one, around the reference, and (?:...) for the others`},
 		{"bad path", head + "searchRules:\n- name: a\n  path: spec..x\n", `ferry.yaml: searchRules[0] (a): path "spec..x": empty field name at ".x"`},
 		{"bad selector", head + "searchRules:\n- name: a\n  path: spec.c[x\n", `ferry.yaml: searchRules[0] (a): path "spec.c[x": bad item selector at "[x": want [*], [N] or [key=value]`},
-		{"built-in name", head + "searchRules:\n- name: env\n  keyPattern: x\n", "ferry.yaml: searchRules[0] (env): name \"env\" is already used; rule names must be unique and differ from the built-in field, args, env, configmap, configmap-embedded"},
-		{"duplicate name", head + "searchRules:\n- name: a\n  keyPattern: x\n- name: a\n  keyPattern: y\n", "ferry.yaml: searchRules[1] (a): name \"a\" is already used; rule names must be unique and differ from the built-in field, args, env, configmap, configmap-embedded"},
+		{"built-in name", head + "searchRules:\n- name: env\n  keyPattern: x\n", "ferry.yaml: searchRules[0] (env): name \"env\" is already used; rule names must be unique and differ from the built-in field, args, env, configmap, configmap-embedded, split, kustomize, csv"},
+		{"duplicate name", head + "searchRules:\n- name: a\n  keyPattern: x\n- name: a\n  keyPattern: y\n", "ferry.yaml: searchRules[1] (a): name \"a\" is already used; rule names must be unique and differ from the built-in field, args, env, configmap, configmap-embedded, split, kustomize, csv"},
 		{"not yaml", "a: [\n", "ferry.yaml: line 1: did not find expected node content"},
 		{"fault on a later line", head + "searchRules:\n- name: a\n keyPattern: x\n", "ferry.yaml: line 5: did not find expected key"},
 	}

@@ -56,6 +56,9 @@ type Ref struct {
 	// Err is set when the value of an image field is not a valid reference:
 	// scan lists it, resolve and pkg refuse it (see Validate).
 	Err *imageref.InvalidError `json:"-" yaml:"-"`
+	// Parts are the pieces of a reference written in parts (Source
+	// "split"), whose Image scan assembled; its Span is then not used.
+	Parts []Part `json:"parts,omitempty" yaml:"parts,omitempty"`
 	// Span locates the reference in the file's bytes for pkg/rewrite.
 	Span Span `json:"-" yaml:"-"`
 }
@@ -83,6 +86,9 @@ type Options struct {
 	Stdin io.Reader
 	// Config holds user search rules; nil means the built-in rules only.
 	Config *Config
+	// Note, when set, is told what scan saw and did not report (a name in
+	// parts that make no valid reference), one call per site.
+	Note func(Note)
 	// MaxDocumentSize is the largest single YAML document read, in bytes:
 	// 0 means DefaultMaxDocumentSize, a negative value no limit. A stream of
 	// many documents is read one document at a time whatever its length.

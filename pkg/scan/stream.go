@@ -71,6 +71,8 @@ type Document struct {
 	// Refs are the references found in Data; their lines and offsets are
 	// the file's.
 	Refs []Ref
+	// Notes say what was seen and not reported as a reference.
+	Notes []Note
 }
 
 // Documents reads one input as a stream of YAML documents and calls fn for
@@ -127,6 +129,11 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 		if err != nil {
 			return err
 		}
+		if o.Note != nil {
+			for _, n := range d.Notes {
+				o.Note(n)
+			}
+		}
 		if err := fn(d); err != nil {
 			return err
 		}
@@ -162,7 +169,7 @@ func (s *stream) part(data []byte) (*Document, error) {
 	if err != nil {
 		return nil, w.syntaxErr(err)
 	}
-	d.Refs = w.refs
+	d.Refs, d.Notes = w.refs, w.notes
 	s.doc += docs
 	s.line += len(w.lines) - 1
 	s.pline += len(w.breaks) - 1

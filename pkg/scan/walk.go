@@ -23,10 +23,14 @@ const (
 	// SourceConfigMapEmbedded: `image: REF` or `"image": "REF"` lines in
 	// YAML, JSON or template text held in ConfigMap data.
 	SourceConfigMapEmbedded = "configmap-embedded"
+	// SourceCSV: an OLM ClusterServiceVersion's
+	// metadata.annotations.containerImage (the operator's image, which
+	// disconnected-install checks read).
+	SourceCSV = "csv"
 )
 
 // builtinNames may not be reused by user rules.
-var builtinNames = []string{SourceField, SourceArgs, SourceEnv, SourceConfigMap, SourceConfigMapEmbedded}
+var builtinNames = []string{SourceField, SourceArgs, SourceEnv, SourceConfigMap, SourceConfigMapEmbedded, SourceSplit, SourceKustomize, SourceCSV}
 
 // wellKnownFlags are image flags whose name does not say "image".
 var wellKnownFlags = map[string]bool{
@@ -37,7 +41,7 @@ var (
 	imageWordRE = regexp.MustCompile(`(?i)image`)
 	// embeddedRE finds `image: REF`, `- image: "REF"` and `"image" : "REF",`
 	// lines, and keys ending in Image/_image, in text that is YAML or JSON.
-	embeddedRE = regexp.MustCompile(`(?m)^[ \t]*(?:-[ \t]+)?["']?(?:image|[A-Za-z_-]*Image|[A-Za-z_-]*_image)["']?[ \t]*:[ \t]*["']?([^\s"',{}\[\]#]+)["']?[ \t]*,?[ \t]*(?:#.*)?\r?$`)
+	embeddedRE = regexp.MustCompile(`(?m)^[ \t]*(?:-[ \t]+)?["']?(image|[A-Za-z_-]*Image|[A-Za-z_-]*_image)["']?[ \t]*:[ \t]*["']?([^\s"',{}\[\]#]+)["']?[ \t]*,?[ \t]*(?:#.*)?\r?$`)
 )
 
 // seg is one step of the path from the document root to a node.
@@ -45,6 +49,7 @@ type seg struct {
 	key   string     // the mapping key; "" for a sequence item
 	index int        // the item's index; -1 for a mapping value
 	seq   *yaml.Node // the sequence holding the item
+	m     *yaml.Node // the mapping holding the key
 }
 
 // resource is the Kubernetes object being walked: the document, or an item
@@ -76,10 +81,19 @@ type walker struct {
 	res     resource
 	refs    []Ref
 	seen    map[[2]int]bool
+	notes   []Note
+
+	// For split references: the document, its scalars' ordinals (counted
+	// when first needed, from ordBase), and image values a split took.
+	root    *yaml.Node
+	ords    map[*yaml.Node]int
+	ordBase int
+	claimed map[*yaml.Node]bool
 }
 
 func (w *walker) document(n *yaml.Node) {
 	w.anchors = map[*yaml.Node]int{}
+	w.root, w.ords, w.ordBase, w.claimed = n, nil, w.scalars, map[*yaml.Node]bool{}
 	w.path = w.path[:0]
 	w.res = resource{}
 	for _, c := range n.Content {
@@ -144,6 +158,9 @@ func (w *walker) visit(n *yaml.Node, resRoot bool) {
 		}
 	case yaml.MappingNode:
 		isList := resRoot && strings.HasSuffix(w.res.kind, "List")
+		if !w.res.skip {
+			w.splits(n)
+		}
 		for i := 0; i < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if k.Kind == yaml.ScalarNode {
@@ -155,7 +172,7 @@ func (w *walker) visit(n *yaml.Node, resRoot bool) {
 			if i+1 >= len(n.Content) {
 				break
 			}
-			w.path = append(w.path, seg{key: k.Value, index: -1})
+			w.path = append(w.path, seg{key: k.Value, index: -1, m: n})
 			v := n.Content[i+1]
 			if isList && k.Value == "items" && v.Kind == yaml.SequenceNode {
 				w.items(v)
@@ -228,7 +245,7 @@ func (w *walker) scalar(n *yaml.Node, ord int) {
 	// Image fields: any `image` key, in any document.
 	if last.index < 0 && last.key == "image" {
 		switch {
-		case strings.TrimSpace(v) == "" || placeholder(v):
+		case strings.TrimSpace(v) == "" || placeholder(v) || w.claimed[n]:
 		default:
 			if _, err := imageref.Parse(v); err != nil {
 				w.emitErr(n, ord, 0, v, SourceField, err.(*imageref.InvalidError))
@@ -250,6 +267,16 @@ func (w *walker) scalar(n *yaml.Node, ord int) {
 		item, list := w.path[len(w.path)-2], w.path[len(w.path)-3]
 		if item.index >= 0 && list.key == "env" {
 			w.env(n, ord, scalarValue(lookup(item.seq.Content[item.index], "name")))
+		}
+	}
+
+	// A ClusterServiceVersion's containerImage annotation.
+	if w.res.kind == "ClusterServiceVersion" && len(w.path) == w.res.depth+3 && last.key == "containerImage" &&
+		w.path[w.res.depth].key == "metadata" && w.path[w.res.depth+1].key == "annotations" {
+		if ref, off := trimmed(v); ref != "" && !placeholder(ref) {
+			if _, err := imageref.Parse(ref); err == nil {
+				w.emit(n, ord, off, ref, SourceCSV)
+			}
 		}
 	}
 
@@ -324,11 +351,63 @@ func (w *walker) configMap(n *yaml.Node, ord int, key string) {
 		}
 		return
 	}
+	taken := w.embeddedSplits(n, ord)
+	var versioned func(voff int) bool
 	for _, m := range embeddedRE.FindAllStringSubmatchIndex(v, -1) {
-		if ref := v[m[2]:m[3]]; tagged(ref) {
-			w.emit(n, ord, m[2], ref, SourceConfigMapEmbedded)
+		ref := v[m[4]:m[5]]
+		if tagged(ref) {
+			w.emit(n, ord, m[4], ref, SourceConfigMapEmbedded)
+			continue
+		}
+		// An `image` key takes a reference without a tag, as the image
+		// field rule does, unless a tag or version key completes it.
+		if v[m[2]:m[3]] != "image" || placeholder(ref) || taken[m[4]] {
+			continue
+		}
+		if _, err := imageref.Parse(ref); err != nil {
+			continue
+		}
+		if versioned == nil {
+			versioned = versionedImages(v)
+		}
+		if !versioned(m[4]) {
+			w.emit(n, ord, m[4], ref, SourceConfigMapEmbedded)
 		}
 	}
+}
+
+var versionKeyRE = regexp.MustCompile(`(?i)["']?[A-Za-z_-]*(?:version|tag)["']?[ \t]*:`)
+
+// versionedImages reports, for YAML or JSON text, whether the `image` value
+// at byte voff has a key saying version or tag beside it (kserve's
+// "image" with "defaultImageVersion"), which completes it at run time.
+// Text that does not parse is judged as a whole: any such key counts.
+func versionedImages(v string) func(voff int) bool {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(v), &doc); err != nil {
+		any := versionKeyRE.MatchString(v)
+		return func(int) bool { return any }
+	}
+	in := &walker{data: []byte(v), breaks: parserLineStarts([]byte(v))}
+	at := map[int]bool{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n.Kind == yaml.MappingNode {
+			if img := lookup(n, "image"); img != nil && img.Kind == yaml.ScalarNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if k := n.Content[i].Value; k != "image" && versionKeyRE.MatchString(k+":") {
+						at[in.locate(img, 0, img.Value)] = true
+						break
+					}
+				}
+			}
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(&doc)
+	return func(voff int) bool { return at[voff] }
 }
 
 // trimmed returns s without surrounding white space and the offset of what remains.
@@ -442,9 +521,16 @@ func isAnchorChar(c byte) bool {
 var simpleKeyRE = regexp.MustCompile(`^[A-Za-z0-9_/-]+$`)
 
 // pathString renders w.path as spec.template.spec.containers[name=manager].args[3].
-func (w *walker) pathString() string {
+func (w *walker) pathString() string { return pathOf(w.path) }
+
+// pathAt renders the path of key in the mapping at w.path[:depth].
+func (w *walker) pathAt(depth int, key string) string {
+	return pathOf(append(w.path[:depth:depth], seg{key: key, index: -1}))
+}
+
+func pathOf(path []seg) string {
 	var b strings.Builder
-	for _, s := range w.path {
+	for _, s := range path {
 		if s.index >= 0 {
 			item := s.seq.Content[s.index]
 			if name := scalarValue(lookup(item, "name")); name != "" && !strings.ContainsAny(name, "[]") {
