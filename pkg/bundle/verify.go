@@ -87,16 +87,29 @@ var errKnownBad = errors.New("already reported")
 // damaged bundle gives a Report listing each problem with the images it
 // breaks, and a *VerifyError; so do bytes after the end of the archive. A
 // lock that contradicts index.json fails Open with a *LockMismatchError.
+//
+// A split bundle's parts are hashed first, against its parts file: each
+// one missing, short or damaged is a problem of its own, naming the part.
 func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
-	r, err := Open(path)
-	if err != nil {
-		return Report{}, err
-	}
-	defer r.Close()
 	jobs := o.Jobs
 	if jobs <= 0 {
 		jobs = 4
 	}
+	var partProblems []Problem
+	if base, ok := splitBase(path); ok {
+		var err error
+		if partProblems, err = checkParts(ctx, base, jobs); err != nil {
+			return Report{}, fmt.Errorf("verifying bundle %s: %w", path, err)
+		}
+	}
+	r, err := Open(path)
+	if err != nil {
+		if len(partProblems) > 0 {
+			return Report{Problems: partProblems}, &VerifyError{Path: path, Problems: partProblems}
+		}
+		return Report{}, err
+	}
+	defer r.Close()
 	prog := progress.OrNop(o.Progress)
 	rep := Report{Images: len(r.refs), Blobs: len(r.blobs)}
 	digests := make([]v1.Hash, 0, len(r.blobs))
@@ -207,6 +220,7 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		problems = append(problems, Problem{Digest: h.String(), Images: users[h], Reason: why})
 	}
 	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Digest < problems[j].Digest })
+	problems = append(partProblems, problems...)
 	if n := r.TrailingBytes(); n > 0 {
 		rep.TrailingBytes = n
 		problems = append(problems, Problem{Reason: trailingReason(n)})
