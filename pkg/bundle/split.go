@@ -293,9 +293,9 @@ func checkParts(ctx context.Context, base string, jobs int) ([]Problem, error) {
 		return nil, err
 	}
 	var out []Problem
-	for _, s := range problems {
+	for i, s := range problems {
 		if s != "" {
-			out = append(out, Problem{Reason: s})
+			out = append(out, Problem{Part: filepath.Join(dir, ps.Parts[i].Name), Reason: s})
 		}
 	}
 	return out, nil

@@ -42,6 +42,9 @@ type Report struct {
 
 // Problem is one damaged or missing manifest or blob.
 type Problem struct {
+	// Part names the part of a split bundle that is missing, short or
+	// damaged; the Reason says which.
+	Part string `json:"part,omitempty"`
 	// Digest names the blob; empty when the problem is an image's own
 	// (an index.json entry that cannot be walked).
 	Digest string `json:"digest,omitempty"`

@@ -34,7 +34,7 @@ sizes, and how many bytes storing shared blobs once saved. It reads the manifest
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to inspect (required)")
+	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to inspect, or a split bundle's base name or first part (required)")
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
 	return cmd
 }
