@@ -402,11 +402,7 @@ func writeSplit(ctx context.Context, path string, entries []Entry, o Options) (S
 		got = splitState{}
 		// Not cutting this very bundle: build it (Write resumes or finds
 		// it complete), then record that cutting starts.
-		for i := 1; i <= maxParts; i++ {
-			if err := os.Remove(cutPath(path, i)); errors.Is(err, fs.ErrNotExist) {
-				break
-			}
-		}
+		removeCuts(path)
 		whole := o
 		whole.SplitSize = 0
 		if stats, err = Write(ctx, wholePath(path), entries, whole); err != nil {
@@ -438,6 +434,19 @@ func writeSplit(ctx context.Context, path string, entries []Entry, o Options) (S
 	syncDir(filepath.Dir(path))
 	stats.Size = p.size
 	return stats, nil
+}
+
+// removeCuts removes the cut parts of another bundle, and their temporary
+// files: parts are cut last first, so any of them may be there.
+func removeCuts(path string) {
+	stale, _ := filepath.Glob(hidden(escapeGlob(path), ".part-[0-9][0-9][0-9][0-9].cut*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
+}
+
+func escapeGlob(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
 }
 
 func rewrite(f *os.File, b []byte) error {

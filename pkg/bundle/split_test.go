@@ -308,3 +308,27 @@ func TestParseSize(t *testing.T) {
 		})
 	}
 }
+
+// A cut part left by a run for other images is never taken for one of
+// this bundle's, even when its size fits.
+func TestSplitIgnoresStaleCutParts(t *testing.T) {
+	w, plain, _ := splitWorld(t)
+	want, err := os.ReadFile(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bundle.tar")
+	n := (len(want) + MinSplitSize - 1) / MinSplitSize
+	for i := 1; i <= n; i++ {
+		size := min(MinSplitSize, len(want)-(i-1)*MinSplitSize)
+		if err := os.WriteFile(cutPath(path, i), bytes.Repeat([]byte{'x'}, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Write(t.Context(), path, w.entries, Options{Lock: w.lock, SplitSize: MinSplitSize}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(joined(t, path), want) {
+		t.Fatal("stale cut parts went into the split bundle")
+	}
+}
