@@ -396,6 +396,13 @@ func writeSplit(ctx context.Context, path string, entries []Entry, o Options) (S
 	} else if err != nil {
 		return Stats{}, fmt.Errorf("locking %s: %w", statePath, err)
 	}
+	// The run that held the lock before us may have finished and removed
+	// the state file we opened: it is no longer the one runs lock.
+	if st, err := sf.Stat(); err == nil {
+		if now, err := os.Stat(statePath); err != nil || !os.SameFile(st, now) {
+			return Stats{}, fmt.Errorf("%s was being written by another ferry run that just finished: run again", path)
+		}
+	}
 	want := splitState{Plan: p.hash, Size: p.size, PartSize: o.SplitSize}
 	var got splitState
 	if b, err := io.ReadAll(sf); err != nil || json.Unmarshal(b, &got) != nil || got.Plan != want.Plan || got.Size != want.Size || got.PartSize != want.PartSize {

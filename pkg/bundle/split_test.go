@@ -332,3 +332,35 @@ func TestSplitIgnoresStaleCutParts(t *testing.T) {
 		t.Fatal("stale cut parts went into the split bundle")
 	}
 }
+
+// Cutting holds at most the bundle and one part more on disk: each part
+// is cut off the end of the bundle, which then shrinks.
+func TestSplitDiskPeak(t *testing.T) {
+	w, plain, _ := splitWorld(t)
+	st, err := os.Stat(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bundle.tar")
+	var peak int64
+	used := func() {
+		var sum int64
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil {
+				sum += fi.Size()
+			}
+		}
+		peak = max(peak, sum)
+	}
+	o := Options{Lock: w.lock, SplitSize: MinSplitSize}
+	o.hooks.cut = func(int) { used() }
+	o.hooks.sync = func(f *os.File) error { used(); return f.Sync() }
+	if _, err := Write(t.Context(), path, w.fresh(), o); err != nil {
+		t.Fatal(err)
+	}
+	if limit := st.Size() + MinSplitSize + 4096; peak > limit || peak < st.Size() {
+		t.Errorf("peak disk use %d bytes, want between the bundle's %d and %d", peak, st.Size(), limit)
+	}
+}
