@@ -511,14 +511,14 @@ func cut(ctx context.Context, path string, size, partSize int64, n int, naming b
 		}
 		ps.Parts[i].Digest = digest
 		syncDir(filepath.Dir(path))
+		if hook != nil {
+			hook(i + 1)
+		}
 		if err := whole.Truncate(off); err != nil {
 			return nil, fmt.Errorf("splitting bundle %s: %w", path, err)
 		}
 		if err := whole.Sync(); err != nil {
 			return nil, fmt.Errorf("splitting bundle %s: %w", path, err)
-		}
-		if hook != nil {
-			hook(i + 1)
 		}
 	}
 	// Parts cut by an earlier run are hashed again.

@@ -360,7 +360,8 @@ func TestSplitDiskPeak(t *testing.T) {
 	if _, err := Write(t.Context(), path, w.fresh(), o); err != nil {
 		t.Fatal(err)
 	}
-	if limit := st.Size() + MinSplitSize + 4096; peak > limit || peak < st.Size() {
-		t.Errorf("peak disk use %d bytes, want between the bundle's %d and %d", peak, st.Size(), limit)
+	if limit := st.Size() + MinSplitSize + 4096; peak > limit || peak <= st.Size() {
+		t.Errorf("peak disk use %d bytes, want above the bundle's %d, at most %d", peak, st.Size(), limit)
 	}
+	t.Logf("peak disk use %d bytes for a bundle of %d in parts of %d", peak, st.Size(), MinSplitSize)
 }

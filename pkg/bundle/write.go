@@ -71,7 +71,8 @@ type hooks struct {
 	// flushEvery, when set, replaces flushEvery, so that a small test
 	// bundle is synced in the background too.
 	flushEvery int64
-	// cut runs after part n of a split bundle is cut.
+	// cut runs once part n of a split bundle is in place, before the
+	// bundle is shortened past it: when the disk holds the most.
 	cut func(n int)
 }
 
