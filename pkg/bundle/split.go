@@ -66,8 +66,11 @@ func PartsPath(path string) string { return path + ".parts.json" }
 // wholePath is where Write builds a bundle that it then cuts into parts.
 func wholePath(path string) string { return hidden(path, ".whole") }
 
-// WholePartialPath is where an interrupted split pkg keeps what it fetched.
-func WholePartialPath(path string) string { return PartialPath(wholePath(path)) }
+// SplitWorkFiles is a glob of the hidden files an interrupted split pkg
+// keeps beside path, for a message: the bundle being fetched
+// (PartialPath of .BUNDLE.whole and its journal), the bundle being cut,
+// the parts cut so far, and the state of the cut.
+func SplitWorkFiles(path string) string { return hidden(path, ".*") }
 
 func hidden(path, suffix string) string {
 	dir, base := filepath.Split(path)
@@ -99,12 +102,6 @@ func splitBase(path string) (string, bool) {
 		return path, true
 	}
 	return "", false
-}
-
-// IsSplit reports whether path names a split bundle (see Open).
-func IsSplit(path string) bool {
-	_, ok := splitBase(path)
-	return ok
 }
 
 // ReadParts reads and checks the parts file of the bundle at path.

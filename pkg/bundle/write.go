@@ -126,7 +126,7 @@ func JournalPath(path string) string { return PartialPath(path) + ".journal" }
 // running Write again with the same inputs fetches only what is missing.
 //
 // With o.SplitSize the bundle is built the same way at a hidden path
-// beside path (see WholePartialPath) and then cut into parts; nothing
+// beside path (see SplitWorkFiles) and then cut into parts; nothing
 // appears at the parts' names until every part is complete, and the parts
 // file comes last.
 func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats, error) {

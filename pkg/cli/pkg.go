@@ -46,6 +46,9 @@ most that size, and BUNDLE.tar.parts.json listing every part's size and sha256. 
 parts are byte ranges of the ordinary bundle (cat BUNDLE.tar.part-* > BUNDLE.tar
 gives it back, byte for byte); verify, inspect, unpkg and serve read them in place
 from the base name or the first part, and verify names a bad or missing part.
+The bundle is built whole in hidden files beside the output (..BUNDLE.tar.whole.partial
+while fetching), then cut into parts from the end, so the disk holds at most the bundle
+and one part; an interrupted run resumes either step. See docs/bundle.md.
 
 A summary goes to stderr; -o json or -o yaml prints the result (bundle, images,
 blobs, bytes) on stdout (see docs/output.md). skopeo reads a bundle too:

@@ -77,7 +77,7 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 	read := path
 	partial := bundle.PartialPath(path)
 	if o.SplitSize > 0 {
-		read, partial = bundle.PartsPath(path), bundle.WholePartialPath(path)
+		read, partial = bundle.PartsPath(path), "the hidden files "+bundle.SplitWorkFiles(path)
 	}
 	if current(ctx, path, lf, o) {
 		res.Unchanged = true
