@@ -601,11 +601,12 @@ func commitParts(path string, ps *Parts) error {
 }
 
 // matchesSplit reports whether path is already this very bundle, split at
-// partSize: the parts file agrees and every header and inline content is
-// in place (blobs are not hashed again, as for an unsplit bundle).
+// partSize (at any size when partSize is 0): the parts file agrees and
+// every header and inline content is in place (blobs are not hashed again,
+// as for an unsplit bundle).
 func (p *plan) matchesSplit(path string, partSize int64) bool {
 	ps, err := ReadParts(path)
-	if err != nil || ps.Size != p.size || ps.PartSize != partSize {
+	if err != nil || ps.Size != p.size || (partSize > 0 && ps.PartSize != partSize) {
 		return false
 	}
 	pf, err := openPartsFile(path, ps)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -151,7 +153,14 @@ type cancelOnAdd struct {
 func (c cancelOnAdd) Add(int64) { c.cancel() }
 
 func TestPkgSplit(t *testing.T) {
-	src := memRegistry(t)
+	var requests atomic.Int64
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	src := strings.TrimPrefix(srv.URL, "http://")
 	base, err := random.Image(2<<20, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -183,9 +192,13 @@ func TestPkgSplit(t *testing.T) {
 	if !cmp.Equal(res.Parts, want) || res.PartsFile != bundle.PartsPath(path) || res.Unchanged || len(res.Images) != 1 {
 		t.Errorf("split: %+v; want parts %v listed in %s", res, want, bundle.PartsPath(path))
 	}
+	before := requests.Load()
 	again, err := Pkg(t.Context(), c, lf, path, o)
 	if err != nil || !again.Unchanged || !cmp.Equal(again.Parts, want) || again.Bytes != res.Bytes {
 		t.Errorf("rerun: %+v, %v; want unchanged with the same parts", again, err)
+	}
+	if n := requests.Load() - before; n != 0 {
+		t.Errorf("rerun over the complete split asked the registry %d times, want none", n)
 	}
 	// Another part size, or no split, is not the bundle already there.
 	other, err := Pkg(t.Context(), c, lf, path, PkgOptions{SplitSize: 2 * bundle.MinSplitSize})
