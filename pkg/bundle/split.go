@@ -257,7 +257,7 @@ func openSplit(path, base string) (*Reader, error) {
 
 // checkParts hashes every part of the split bundle at base against its
 // parts file: one problem per part that is missing, short or damaged.
-func checkParts(ctx context.Context, base string, jobs int) ([]Problem, error) {
+func checkParts(ctx context.Context, base string, jobs int, prog progress.Reporter) ([]Problem, error) {
 	ps, err := ReadParts(base)
 	if err != nil {
 		return nil, err
@@ -272,7 +272,7 @@ func checkParts(ctx context.Context, base string, jobs int) ([]Problem, error) {
 				return err
 			}
 			path := filepath.Join(dir, p.Name)
-			size, digest, err := hashFile(path)
+			size, digest, err := hashFile(path, prog)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
 				problems[i] = fmt.Sprintf("part %s is missing: copy it again", path)
@@ -298,14 +298,14 @@ func checkParts(ctx context.Context, base string, jobs int) ([]Problem, error) {
 	return out, nil
 }
 
-func hashFile(path string) (int64, string, error) {
+func hashFile(path string, prog progress.Reporter) (int64, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, f, make([]byte, copyBuffer))
+	n, err := io.CopyBuffer(io.MultiWriter(h, progressWriter{prog}), f, make([]byte, copyBuffer))
 	if err != nil {
 		return n, "", err
 	}
@@ -527,7 +527,7 @@ func cut(ctx context.Context, path string, size, partSize int64, n int, naming b
 		if !done(src, ps.Parts[i].Size) {
 			src = PartPath(path, i+1)
 		}
-		_, digest, err := hashFile(src)
+		_, digest, err := hashFile(src, progress.Nop{})
 		if err != nil {
 			return nil, fmt.Errorf("splitting bundle %s: %w", path, err)
 		}

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/progress"
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -65,7 +67,7 @@ func TestSplitJoinsToTheUnsplitBundle(t *testing.T) {
 		t.Errorf("parts file: %d parts, size %d, partSize %d; want at least 3, %d, %d", len(ps.Parts), ps.Size, ps.PartSize, len(want), MinSplitSize)
 	}
 	for i, p := range ps.Parts {
-		_, digest, err := hashFile(PartPath(split, i+1))
+		_, digest, err := hashFile(PartPath(split, i+1), progress.Nop{})
 		if err != nil || digest != p.Digest {
 			t.Errorf("%s: sha256 %s (%v), parts file says %s", p.Name, digest, err, p.Digest)
 		}
@@ -117,12 +119,29 @@ func TestSplitReadsAcrossParts(t *testing.T) {
 				}
 				rc.Close()
 			}
-			if _, err := Verify(t.Context(), path, VerifyOptions{}); err != nil {
+			var prog bytesSeen
+			rep, err := Verify(t.Context(), path, VerifyOptions{Progress: &prog})
+			if err != nil {
 				t.Errorf("Verify: %v", err)
+			}
+			// The parts are hashed too, and the progress says so.
+			if want := rep.Bytes + pr.Size(); prog.total != want || prog.added.Load() != want {
+				t.Errorf("progress: started with %d, added %d; want %d (blobs and parts)", prog.total, prog.added.Load(), want)
 			}
 		})
 	}
 }
+
+// bytesSeen records the total a progress report starts with and the bytes
+// added.
+type bytesSeen struct {
+	progress.Nop
+	total int64
+	added atomic.Int64
+}
+
+func (b *bytesSeen) Start(total int64, _ int) { b.total = total }
+func (b *bytesSeen) Add(n int64)              { b.added.Add(n) }
 
 func TestSplitVerifyNamesTheBadPart(t *testing.T) {
 	_, _, split := splitWorld(t)

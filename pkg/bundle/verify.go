@@ -98,22 +98,19 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 	if jobs <= 0 {
 		jobs = 4
 	}
-	var partProblems []Problem
-	if base, ok := splitBase(path); ok {
-		var err error
-		if partProblems, err = checkParts(ctx, base, jobs); err != nil {
-			return Report{}, fmt.Errorf("verifying bundle %s: %w", path, err)
-		}
-	}
+	prog := progress.OrNop(o.Progress)
+	base, split := splitBase(path)
 	r, err := Open(path)
 	if err != nil {
-		if len(partProblems) > 0 {
-			return Report{Problems: partProblems}, &VerifyError{Path: path, Problems: partProblems}
+		// A part that breaks the tar itself is still named.
+		if split {
+			if pp, perr := checkParts(ctx, base, jobs, progress.Nop{}); perr == nil && len(pp) > 0 {
+				return Report{Problems: pp}, &VerifyError{Path: path, Problems: pp}
+			}
 		}
 		return Report{}, err
 	}
 	defer r.Close()
-	prog := progress.OrNop(o.Progress)
 	rep := Report{Images: len(r.refs), Blobs: len(r.blobs)}
 	digests := make([]v1.Hash, 0, len(r.blobs))
 	for h, s := range r.blobs {
@@ -121,8 +118,19 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		rep.Bytes += s.size
 	}
 	sort.Slice(digests, func(i, j int) bool { return digests[i].Hex < digests[j].Hex })
-	prog.Start(rep.Bytes, len(r.refs))
+	total := rep.Bytes
+	if split {
+		total += r.size // every part is read once more
+	}
+	prog.Start(total, len(r.refs))
 	defer prog.Finish()
+
+	var partProblems []Problem
+	if split {
+		if partProblems, err = checkParts(ctx, base, jobs, prog); err != nil {
+			return rep, fmt.Errorf("verifying bundle %s: %w", path, err)
+		}
+	}
 
 	// Hash everything the tar holds.
 	bad := map[v1.Hash]string{}
