@@ -109,7 +109,7 @@ func ReadParts(path string) (*Parts, error) {
 	pp := PartsPath(path)
 	f, err := os.Open(pp)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w: a split bundle needs its parts file beside the parts", pp, err)
+		return nil, fmt.Errorf("reading %s: %w: a split bundle is read through its parts file: copy it beside the parts, or join them with cat %s.part-* > %s", pp, err, path, path)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxPartsFile+1))

@@ -185,6 +185,15 @@ func TestSplitVerifyNamesTheBadPart(t *testing.T) {
 			}
 		})
 	}
+	t.Run("open without the parts file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "bundle.tar")
+		copyFiles(t, split, path)
+		os.Remove(PartsPath(path))
+		_, err := Open(PartPath(path, 1))
+		if err == nil || !strings.Contains(err.Error(), "copy it beside the parts, or join them with cat "+path+".part-* > "+path) {
+			t.Errorf("Open: err = %v, want the parts file asked for", err)
+		}
+	})
 	t.Run("open names a missing part", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "bundle.tar")
 		copyFiles(t, split, path)
