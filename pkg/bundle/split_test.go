@@ -119,6 +119,10 @@ func TestSplitReadsAcrossParts(t *testing.T) {
 				}
 				rc.Close()
 			}
+			sum, err := Inspect(path)
+			if err != nil || sum.Parts == nil || len(sum.Parts.Parts) < 3 || sum.FileSize != pr.Size() {
+				t.Errorf("Inspect: %v; want the parts file and the whole size %d (%+v)", err, pr.Size(), sum.Parts)
+			}
 			var prog bytesSeen
 			rep, err := Verify(t.Context(), path, VerifyOptions{Progress: &prog})
 			if err != nil {

@@ -80,7 +80,11 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	if err := printArtifactTrees(stdout, s.Images); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), bundle file %s\n",
-		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), humanBytes(s.FileSize))
+	file := "bundle file " + humanBytes(s.FileSize)
+	if s.Parts != nil {
+		file = fmt.Sprintf("bundle %s in %s of at most %s", humanBytes(s.FileSize), plural(len(s.Parts.Parts), "part"), humanBytes(s.Parts.PartSize))
+	}
+	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), %s\n",
+		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), file)
 	return err
 }

@@ -61,7 +61,9 @@ func TestSplitBundle(t *testing.T) {
 	}
 
 	testutil.MustFerry(t, dir, "verify", "-i", "split/bundle.tar.part-0001")
-	testutil.MustFerry(t, dir, "inspect", "-i", "split/bundle.tar")
+	if r := testutil.MustFerry(t, dir, "inspect", "-i", "split/bundle.tar"); !strings.Contains(r.Stdout, "in 2 parts of at most 1.0 MiB") {
+		t.Errorf("inspect does not say the bundle is in 2 parts:\n%s", r.Stdout)
+	}
 	air := testutil.StartRegistry(t)
 	testutil.MustFerry(t, dir, "unpkg", "-i", "split/bundle.tar.part-0001", "--repository", air.Host+"/air",
 		"--insecure-registry", air.Host, "--lock-output", "relocated.lock.yaml", "-q")
