@@ -83,6 +83,9 @@ func CurrentWith(ctx context.Context, path string, lf *lock.File, o CurrentOptio
 	if err != nil {
 		return false
 	}
+	if base, ok := splitBase(path); ok {
+		return p.matchesSplit(base, 0)
+	}
 	same, err := p.matches(path)
 	return err == nil && same
 }

@@ -29,6 +29,8 @@ type Summary struct {
 	// TrailingBytes counts bytes after the end of the tar archive, which
 	// readers ignore; 'verify -i' refuses them.
 	TrailingBytes int64 `json:"trailingBytes,omitempty"`
+	// Parts is the parts file of a split bundle (see PartsPath).
+	Parts *Parts `json:"parts,omitempty"`
 }
 
 // ImageSummary is one image or index of a bundle.
@@ -107,6 +109,11 @@ func Inspect(path string) (Summary, error) {
 	defer r.Close()
 	ctx := context.Background()
 	s := Summary{FileSize: r.size, HasLock: r.lock != nil, TrailingBytes: r.trailing, Images: []ImageSummary{}}
+	if base, ok := splitBase(path); ok {
+		if s.Parts, err = ReadParts(base); err != nil {
+			return Summary{}, err
+		}
+	}
 	users := map[v1.Hash]int{}
 	attached := map[v1.Hash][]ArtifactRef{}
 	for _, a := range r.artifacts {

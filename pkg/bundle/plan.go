@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -259,16 +260,22 @@ func (p *plan) matches(path string) (bool, error) {
 	if err != nil || !st.Mode().IsRegular() || st.Size() != p.size {
 		return false, nil
 	}
+	return p.matchesAt(f), nil
+}
+
+// matchesAt reports whether every header and inline content of the plan
+// is in place in ra, a file of the plan's size.
+func (p *plan) matchesAt(ra io.ReaderAt) bool {
 	var buf []byte
 	same := func(off int64, want []byte) bool {
 		buf = slices.Grow(buf[:0], len(want))[:len(want)]
-		_, err := f.ReadAt(buf, off)
+		_, err := ra.ReadAt(buf, off)
 		return err == nil && bytes.Equal(buf, want)
 	}
 	for _, it := range p.items {
 		if !same(it.off, it.hdr) || (it.inline != nil && !same(it.dataOff, it.inline)) {
-			return false, nil
+			return false
 		}
 	}
-	return true, nil
+	return true
 }

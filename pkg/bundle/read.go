@@ -47,7 +47,14 @@ var ignored = map[string]bool{"manifest.json": true, "repositories": true}
 // LockMismatchError). A plain OCI-layout tar from another tool (skopeo's
 // oci-archive, docker save) opens too, without a lock: its index.json
 // entries stand for themselves.
+//
+// A split bundle opens from its parts file, from any of its parts or from
+// its base name when no file of that name exists (see PartPath): the parts
+// are read as one file, in place.
 func Open(path string) (*Reader, error) {
+	if base, ok := splitBase(path); ok {
+		return openSplit(path, base)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening bundle: %w", err)

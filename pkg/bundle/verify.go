@@ -42,6 +42,9 @@ type Report struct {
 
 // Problem is one damaged or missing manifest or blob.
 type Problem struct {
+	// Part names the part of a split bundle that is missing, short or
+	// damaged; the Reason says which.
+	Part string `json:"part,omitempty"`
 	// Digest names the blob; empty when the problem is an image's own
 	// (an index.json entry that cannot be walked).
 	Digest string `json:"digest,omitempty"`
@@ -87,17 +90,27 @@ var errKnownBad = errors.New("already reported")
 // damaged bundle gives a Report listing each problem with the images it
 // breaks, and a *VerifyError; so do bytes after the end of the archive. A
 // lock that contradicts index.json fails Open with a *LockMismatchError.
+//
+// A split bundle's parts are hashed first, against its parts file: each
+// one missing, short or damaged is a problem of its own, naming the part.
 func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
-	r, err := Open(path)
-	if err != nil {
-		return Report{}, err
-	}
-	defer r.Close()
 	jobs := o.Jobs
 	if jobs <= 0 {
 		jobs = 4
 	}
 	prog := progress.OrNop(o.Progress)
+	base, split := splitBase(path)
+	r, err := Open(path)
+	if err != nil {
+		// A part that breaks the tar itself is still named.
+		if split {
+			if pp, perr := checkParts(ctx, base, jobs, progress.Nop{}); perr == nil && len(pp) > 0 {
+				return Report{Problems: pp}, &VerifyError{Path: path, Problems: pp}
+			}
+		}
+		return Report{}, err
+	}
+	defer r.Close()
 	rep := Report{Images: len(r.refs), Blobs: len(r.blobs)}
 	digests := make([]v1.Hash, 0, len(r.blobs))
 	for h, s := range r.blobs {
@@ -105,8 +118,19 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		rep.Bytes += s.size
 	}
 	sort.Slice(digests, func(i, j int) bool { return digests[i].Hex < digests[j].Hex })
-	prog.Start(rep.Bytes, len(r.refs))
+	total := rep.Bytes
+	if split {
+		total += r.size // every part is read once more
+	}
+	prog.Start(total, len(r.refs))
 	defer prog.Finish()
+
+	var partProblems []Problem
+	if split {
+		if partProblems, err = checkParts(ctx, base, jobs, prog); err != nil {
+			return rep, fmt.Errorf("verifying bundle %s: %w", path, err)
+		}
+	}
 
 	// Hash everything the tar holds.
 	bad := map[v1.Hash]string{}
@@ -207,6 +231,7 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		problems = append(problems, Problem{Digest: h.String(), Images: users[h], Reason: why})
 	}
 	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Digest < problems[j].Digest })
+	problems = append(partProblems, problems...)
 	if n := r.TrailingBytes(); n > 0 {
 		rep.TrailingBytes = n
 		problems = append(problems, Problem{Reason: trailingReason(n)})

@@ -44,6 +44,10 @@ type Options struct {
 	Jobs int
 	// Progress receives bytes written and images finished.
 	Progress progress.Reporter
+	// SplitSize, when above zero, cuts the bundle into parts of at most
+	// that many bytes (see PartPath and PartsPath) instead of one file; at
+	// least MinSplitSize.
+	SplitSize int64
 
 	hooks hooks
 }
@@ -67,6 +71,9 @@ type hooks struct {
 	// flushEvery, when set, replaces flushEvery, so that a small test
 	// bundle is synced in the background too.
 	flushEvery int64
+	// cut runs once part n of a split bundle is in place, before the
+	// bundle is shortened past it: when the disk holds the most.
+	cut func(n int)
 }
 
 func (h hooks) run(f func()) {
@@ -117,7 +124,15 @@ func JournalPath(path string) string { return PartialPath(path) + ".journal" }
 // as it streams. Nothing appears at path until the bundle is complete.
 // An interrupted or failed run leaves PartialPath and JournalPath behind;
 // running Write again with the same inputs fetches only what is missing.
+//
+// With o.SplitSize the bundle is built the same way at a hidden path
+// beside path (see SplitWorkFiles) and then cut into parts; nothing
+// appears at the parts' names until every part is complete, and the parts
+// file comes last.
 func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats, error) {
+	if o.SplitSize > 0 {
+		return writeSplit(ctx, path, entries, o)
+	}
 	var lockYAML []byte
 	if o.Lock != nil {
 		var err error

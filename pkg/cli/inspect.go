@@ -34,7 +34,7 @@ sizes, and how many bytes storing shared blobs once saved. It reads the manifest
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to inspect (required)")
+	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to inspect, or a split bundle's base name or first part (required)")
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
 	return cmd
 }
@@ -80,7 +80,11 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	if err := printArtifactTrees(stdout, s.Images); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), bundle file %s\n",
-		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), humanBytes(s.FileSize))
+	file := "bundle file " + humanBytes(s.FileSize)
+	if s.Parts != nil {
+		file = fmt.Sprintf("bundle %s in %s of at most %s", humanBytes(s.FileSize), plural(len(s.Parts.Parts), "part"), humanBytes(s.Parts.PartSize))
+	}
+	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), %s\n",
+		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), file)
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/spf13/cobra"
 )
@@ -18,6 +19,7 @@ type pkgOptions struct {
 	bundle                  string
 	includeNonDistributable bool
 	supplyChain             bool
+	splitSize               string
 }
 
 func newPkgCmd(root *rootOptions) *cobra.Command {
@@ -38,6 +40,16 @@ start over. Run again with --lock over a finished bundle of that lock: nothing i
 fetched, and no registry is contacted. A second run on the same output while one is
 still writing it is refused (the partial file is locked).
 
+--split-size 4GiB (or 700MiB, 4.7GB, plain bytes; at least 1MiB) writes the bundle
+as parts that fit the media: BUNDLE.tar.part-0001, BUNDLE.tar.part-0002, ... each at
+most that size, and BUNDLE.tar.parts.json listing every part's size and sha256. The
+parts are byte ranges of the ordinary bundle (cat BUNDLE.tar.part-* > BUNDLE.tar
+gives it back, byte for byte); verify, inspect, unpkg and serve read them in place
+from the base name or the first part, and verify names a bad or missing part.
+The bundle is built whole in hidden files beside the output (..BUNDLE.tar.whole.partial
+while fetching), then cut into parts from the end, so the disk holds at most the bundle
+and one part; an interrupted run resumes either step. See docs/bundle.md.
+
 A summary goes to stderr; -o json or -o yaml prints the result (bundle, images,
 blobs, bytes) on stdout (see docs/output.md). skopeo reads a bundle too:
 skopeo inspect --raw oci-archive:BUNDLE.tar:REF, where REF is the reference as
@@ -50,6 +62,9 @@ written in the manifests (see docs/bundle.md).`,
 
   # Bundle from a lock written by 'ferry resolve'
   ferry pkg --lock images.lock.yaml --bundle bundle.tar
+
+  # Cut the bundle into parts that fit 4 GiB FAT32 sticks
+  ferry pkg --lock images.lock.yaml --bundle bundle.tar --split-size 4GiB
 
   # Also carry non-distributable (foreign) layers, where licences allow
   ferry pkg --lock images.lock.yaml --bundle bundle.tar --include-non-distributable`,
@@ -66,6 +81,7 @@ written in the manifests (see docs/bundle.md).`,
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "--bundle")
 	cmd.Flags().BoolVar(&o.includeNonDistributable, "include-non-distributable", false, "also bundle non-distributable (foreign) layers; left out by default and recorded in the lock")
 	addSupplyChainFlag(cmd, &o.supplyChain)
+	cmd.Flags().StringVar(&o.splitSize, "split-size", "", "write the bundle as parts of at most this size (4GiB, 700MiB, 4.7GB, bytes; at least 1MiB) and a parts file")
 	return cmd
 }
 
@@ -76,6 +92,15 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 	}
 	if o.bundle == "" {
 		return usageErrorf(cmd, "no output: pass the bundle file with --bundle BUNDLE.tar")
+	}
+	var split int64
+	if o.splitSize != "" {
+		if split, err = bundle.ParseSize(o.splitSize); err != nil {
+			return usageErrorf(cmd, "--split-size: %v", err)
+		}
+		if split < bundle.MinSplitSize {
+			return usageErrorf(cmd, "--split-size %s: parts must be at least 1MiB", o.splitSize)
+		}
 	}
 	// Found now, not after every image has been fetched.
 	if err := checkWritable("--bundle", o.bundle); err != nil {
@@ -90,7 +115,7 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 		return err
 	}
 	res, err := workflow.Pkg(ctx, client, lf, o.bundle, workflow.PkgOptions{
-		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr), SupplyChain: o.supplyChain})
+		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr), SupplyChain: o.supplyChain, SplitSize: split})
 	if err != nil {
 		return err
 	}
@@ -105,6 +130,9 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 // pkgSentence is pkg's summary for people.
 func pkgSentence(r *workflow.PkgResult) string {
 	what := fmt.Sprintf("%s, %s, %s", plural(len(r.Images), "image"), plural(r.Blobs, "blob"), humanBytes(r.Bytes))
+	if n := len(r.Parts); n > 0 {
+		what += fmt.Sprintf(" in %s (%s to %s, listed in %s)", plural(n, "part"), r.Parts[0], r.Parts[n-1], r.PartsFile)
+	}
 	if r.Unchanged {
 		return fmt.Sprintf("%s is already complete: %s (nothing fetched)", r.Bundle, what)
 	}

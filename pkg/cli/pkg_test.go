@@ -106,6 +106,8 @@ func TestBundleCommandsUsage(t *testing.T) {
 		{"pkg without input", []string{"pkg", "-o", "b.tar"}, 2, "no input"},
 		{"pkg with both inputs", []string{"pkg", "-f", "a.yaml", "--lock", "x.yaml", "-o", "b.tar"}, 2, "not both"},
 		{"pkg bad concurrency", []string{"pkg", "--lock", "x.yaml", "-o", "b.tar", "--concurrency", "0"}, 2, "--concurrency"},
+		{"pkg split size not a size", []string{"pkg", "--lock", "x.yaml", "--bundle", "b.tar", "--split-size", "lots"}, 2, `--split-size: "lots" is not a size`},
+		{"pkg split size too small", []string{"pkg", "--lock", "x.yaml", "--bundle", "b.tar", "--split-size", "512KiB"}, 2, "--split-size 512KiB: parts must be at least 1MiB"},
 		{"verify nothing", []string{"verify"}, 2, "nothing to verify"},
 		{"verify both", []string{"verify", "-i", "b.tar", "--lock", "x.yaml"}, 2, "not both"},
 		{"verify missing file", []string{"verify", "-i", filepath.Join(dir, "none.tar")}, 1, "no such file"},

@@ -57,7 +57,7 @@ and stops on SIGTERM or Ctrl-C once requests in flight finish. See docs/serve.md
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&o.input, "input", "i", "", "bundle file made by 'ferry pkg' (required)")
+	fs.StringVarP(&o.input, "input", "i", "", "bundle file made by 'ferry pkg', or a split bundle's base name or first part (required)")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:5000", "HOST:PORT to listen on; anything but loopback exposes the bundle to the network")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate to serve HTTPS with (with --tls-key)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 	"github.com/ferry-dev/ferry/pkg/lock"
 )
@@ -86,14 +88,47 @@ func TestServeCLIErrors(t *testing.T) {
 func TestServeCLI(t *testing.T) {
 	dir := t.TempDir()
 	bundlePath, digest := writeServeBundle(t, dir)
-	lockPath := filepath.Join(dir, "served.lock.yaml")
+	serveOnce(t, bundlePath, digest)
+}
+
+// TestServeCLISplit serves a split bundle from its first part.
+func TestServeCLISplit(t *testing.T) {
+	dir := t.TempDir()
+	whole, digest := writeServeBundle(t, dir)
+	b, err := os.ReadFile(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "split.tar")
+	const size = 1000 // parts must be at least 1 MiB from pkg; a reader takes any size
+	ps := bundle.Parts{MediaType: bundle.PartsMediaType, Size: int64(len(b)), PartSize: size}
+	for i := 0; i*size < len(b); i++ {
+		part := b[i*size : min((i+1)*size, len(b))]
+		name := bundle.PartPath(base, i+1)
+		if err := os.WriteFile(name, part, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(part)
+		ps.Parts = append(ps.Parts, bundle.Part{Name: filepath.Base(name), Size: int64(len(part)), Digest: "sha256:" + hex.EncodeToString(sum[:])})
+	}
+	j, _ := json.Marshal(ps)
+	if err := os.WriteFile(bundle.PartsPath(base), j, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	serveOnce(t, bundle.PartPath(base, 1), digest)
+}
+
+// serveOnce runs serve on input, asks it for the image and stops it.
+func serveOnce(t *testing.T, input, digest string) {
+	t.Helper()
+	lockPath := filepath.Join(t.TempDir(), "served.lock.yaml")
 	root, _ := NewRoot()
 	// stderr is read while the command writes it.
 	var stdout bytes.Buffer
 	var stderr testutil.SyncBuffer
 	root.SetOut(&stdout)
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"serve", "-i", bundlePath, "--addr", "127.0.0.1:0", "--repository", "127.0.0.1:0/mirror", "--lock-output", lockPath})
+	root.SetArgs([]string{"serve", "-i", input, "--addr", "127.0.0.1:0", "--repository", "127.0.0.1:0/mirror", "--lock-output", lockPath})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()

@@ -49,7 +49,7 @@ docs/layouts.md for where images land.`,
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file made by 'ferry pkg' (required)")
+	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file made by 'ferry pkg', or a split bundle's base name or first part (required)")
 	o.target.add(cmd.Flags())
 	o.target.complete(cmd)
 	o.reg.add(cmd.Flags())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/progress"
@@ -49,7 +50,7 @@ also when the check fails (exit 1): see docs/output.md.`,
 		},
 	}
 	o.reg.add(cmd.Flags())
-	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to check")
+	cmd.Flags().StringVarP(&o.input, "input", "i", "", "bundle file to check (a split bundle: its base name or first part)")
 	cmd.Flags().StringVar(&o.lock, "lock", "", "lock whose images the registry must hold")
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
 	return cmd
@@ -127,8 +128,15 @@ func damaged(path string, err error, trailing int64, stderr io.Writer) error {
 	if n == 0 {
 		return fmt.Errorf("%s: %s", path, ve.Problems[0].Reason)
 	}
+	var parts []string
 	for _, p := range ve.Problems {
 		fmt.Fprintf(stderr, "damaged: %s\n", p)
+		if p.Part != "" {
+			parts = append(parts, p.Part)
+		}
+	}
+	if len(parts) > 0 {
+		return fmt.Errorf("%s: %s (listed above): copy %s again, then verify again", path, plural(len(parts), "bad or missing part"), strings.Join(parts, ", "))
 	}
 	return fmt.Errorf("%s: %s (listed above): fetch the bundle again, or rerun 'ferry pkg' where the images are reachable", path, plural(n, "damaged or missing blob"))
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/bundle"
@@ -28,6 +30,9 @@ type PkgOptions struct {
 	// SupplyChain also carries each image's signatures, attestations,
 	// SBOMs and OCI referrers, found as its manifests are fetched.
 	SupplyChain bool
+	// SplitSize, above zero, writes the bundle as parts of at most that
+	// many bytes beside a parts file (see bundle.PartPath).
+	SplitSize int64
 }
 
 // PkgResult is what pkg made: `ferry pkg -o json` prints it.
@@ -47,6 +52,10 @@ type PkgResult struct {
 	BytesResumed int64 `json:"bytesResumed"`
 	// Unchanged says the bundle was already complete: nothing fetched.
 	Unchanged bool `json:"unchanged"`
+	// Parts are the files of a split bundle, in order, and PartsFile
+	// lists them with their sizes and sha256.
+	Parts     []string `json:"parts,omitempty"`
+	PartsFile string   `json:"partsFile,omitempty"`
 }
 
 // ErrInterrupted is returned, wrapped, when the context ends mid-bundle:
@@ -63,9 +72,16 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 			lf.Images[i].Artifacts = nil
 		}
 	}
-	if bundle.CurrentWith(ctx, path, lf, bundle.CurrentOptions{IncludeNonDistributable: o.IncludeNonDistributable, Artifacts: o.SupplyChain}) {
+	// A split bundle is read through its parts file; an unsplit one only
+	// from a file at path, never from parts of the same name.
+	read := path
+	partial := bundle.PartialPath(path)
+	if o.SplitSize > 0 {
+		read, partial = bundle.PartsPath(path), "the hidden files "+bundle.SplitWorkFiles(path)
+	}
+	if current(ctx, path, lf, o) {
 		res.Unchanged = true
-		return res, describe(ctx, path, res)
+		return res, describe(ctx, read, res)
 	}
 	entries, err := fetchManifests(ctx, client, lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable}, o.SupplyChain)
 	if err != nil {
@@ -75,9 +91,9 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 	if jobs <= 0 {
 		jobs = client.Jobs()
 	}
-	st, err := bundle.Write(ctx, path, entries, bundle.Options{Lock: lf, Jobs: jobs, Progress: o.Progress})
+	st, err := bundle.Write(ctx, path, entries, bundle.Options{Lock: lf, Jobs: jobs, Progress: o.Progress, SplitSize: o.SplitSize})
 	if errors.Is(err, context.Canceled) {
-		return nil, fmt.Errorf("writing bundle %s: %w; what was fetched is kept in %s: run the same command again to resume", path, ErrInterrupted, bundle.PartialPath(path))
+		return nil, fmt.Errorf("writing bundle %s: %w; what was fetched is kept in %s: run the same command again to resume", path, ErrInterrupted, partial)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("writing bundle %s: %w", path, err)
@@ -85,16 +101,41 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 	res.Unchanged = st.Unchanged
 	res.BlobsFetched, res.BytesFetched = st.Fetched, st.FetchedBytes
 	res.BlobsResumed, res.BytesResumed = st.Resumed, st.ResumedBytes
-	if err := describe(ctx, path, res); err != nil {
+	if err := describe(ctx, read, res); err != nil {
 		return nil, err
 	}
 	res.Blobs = st.Files
 	return res, nil
 }
 
+// current reports whether path already holds the bundle of lf, split as
+// o asks, without asking a registry.
+func current(ctx context.Context, path string, lf *lock.File, o PkgOptions) bool {
+	co := bundle.CurrentOptions{IncludeNonDistributable: o.IncludeNonDistributable, Artifacts: o.SupplyChain}
+	if o.SplitSize > 0 {
+		ps, err := bundle.ReadParts(path)
+		return err == nil && ps.PartSize == o.SplitSize && bundle.CurrentWith(ctx, bundle.PartsPath(path), lf, co)
+	}
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return false
+	}
+	return bundle.CurrentWith(ctx, path, lf, co)
+}
+
 // describe fills the images, blob count and size of the finished bundle
-// at path, from its manifests (the layers are not read again).
+// at path, from its manifests (the layers are not read again), and names
+// the parts of a split one.
 func describe(ctx context.Context, path string, res *PkgResult) error {
+	if base, ok := strings.CutSuffix(path, ".parts.json"); ok {
+		ps, err := bundle.ReadParts(base)
+		if err != nil {
+			return fmt.Errorf("reading back bundle %s: %w", base, err)
+		}
+		res.PartsFile = path
+		for i := range ps.Parts {
+			res.Parts = append(res.Parts, bundle.PartPath(base, i+1))
+		}
+	}
 	s, err := bundle.Inspect(path)
 	if err != nil {
 		return fmt.Errorf("reading back bundle %s: %w", path, err)

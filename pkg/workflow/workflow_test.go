@@ -2,17 +2,25 @@ package workflow
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/destination"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/progress"
 	"github.com/ferry-dev/ferry/pkg/transfer"
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -134,4 +142,77 @@ func writeLock(t *testing.T, lf *lock.File) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// cancelOnAdd cancels the run once bytes start to move.
+type cancelOnAdd struct {
+	progress.Nop
+	cancel context.CancelFunc
+}
+
+func (c cancelOnAdd) Add(int64) { c.cancel() }
+
+func TestPkgSplit(t *testing.T) {
+	var requests atomic.Int64
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	src := strings.TrimPrefix(srv.URL, "http://")
+	base, err := random.Image(2<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(src+"/team/big:v1", name.Insecure)
+	if err := remote.Write(ref, base); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := base.Digest()
+	mt, _ := base.MediaType()
+	raw, _ := base.RawManifest()
+	lf := lock.New()
+	lf.Images = append(lf.Images, lock.Image{Image: ref.String(), Digest: d.String(), MediaType: string(mt), Size: int64(len(raw)), Resolved: src + "/team/big@" + d.String()})
+	c := client(t, src)
+	path := filepath.Join(t.TempDir(), "bundle.tar")
+	o := PkgOptions{SplitSize: bundle.MinSplitSize}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	_, err = Pkg(ctx, c, lf, path, PkgOptions{SplitSize: o.SplitSize, Progress: cancelOnAdd{cancel: cancel}})
+	if !errors.Is(err, ErrInterrupted) || !strings.Contains(err.Error(), "the hidden files "+filepath.Join(filepath.Dir(path), ".bundle.tar.*")) {
+		t.Errorf("interrupted: err = %v, want ErrInterrupted naming the hidden files", err)
+	}
+
+	res, err := Pkg(t.Context(), c, lf, path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{bundle.PartPath(path, 1), bundle.PartPath(path, 2), bundle.PartPath(path, 3)}
+	if !cmp.Equal(res.Parts, want) || res.PartsFile != bundle.PartsPath(path) || res.Unchanged || len(res.Images) != 1 {
+		t.Errorf("split: %+v; want parts %v listed in %s", res, want, bundle.PartsPath(path))
+	}
+	before := requests.Load()
+	again, err := Pkg(t.Context(), c, lf, path, o)
+	if err != nil || !again.Unchanged || !cmp.Equal(again.Parts, want) || again.Bytes != res.Bytes {
+		t.Errorf("rerun: %+v, %v; want unchanged with the same parts", again, err)
+	}
+	if n := requests.Load() - before; n != 0 {
+		t.Errorf("rerun over the complete split asked the registry %d times, want none", n)
+	}
+	// Another part size, or no split, is not the bundle already there.
+	other, err := Pkg(t.Context(), c, lf, path, PkgOptions{SplitSize: 2 * bundle.MinSplitSize})
+	if err != nil || other.Unchanged || len(other.Parts) != 2 {
+		t.Errorf("another part size: %+v, %v; want two new parts", other, err)
+	}
+	if _, err := os.Stat(bundle.PartPath(path, 3)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old third part is still there (%v)", err)
+	}
+	plain, err := Pkg(t.Context(), c, lf, path, PkgOptions{})
+	if err != nil || plain.Unchanged || plain.Parts != nil {
+		t.Errorf("unsplit over split parts: %+v, %v; want a bundle written at %s", plain, err, path)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != res.Bytes {
+		t.Errorf("unsplit bundle: %v, %v; want %d bytes", st, err, res.Bytes)
+	}
 }
