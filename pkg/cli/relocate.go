@@ -100,9 +100,11 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 		if err != nil {
 			return err
 		}
-		if manifests, _, err = rewritten(ctx, o.in.files, rewrite.Options{Map: relocated(out), Scan: so}); err != nil {
+		var rres rewrite.Result
+		if manifests, rres, err = rewritten(ctx, o.in.files, rewrite.Options{Map: relocated(out), Scan: so}); err != nil {
 			return err
 		}
+		warnLeft(stderr, rres.Left)
 	}
 	return o.target.finish(o.root, out, res, lockFormat, format, manifests, stdout, stderr)
 }

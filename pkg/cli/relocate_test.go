@@ -275,3 +275,33 @@ func TestRelocateUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRelocateSaysWhatItLeft: a reference written in parts that the
+// relocated location cannot be expressed in (flat names images by digest,
+// with no tag to keep) is left as written, and relocate says so on stderr
+// in one line, as rewrite does.
+func TestRelocateSaysWhatItLeft(t *testing.T) {
+	src, dst := newMemRegistry(t), newMemRegistry(t)
+	base, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushRandom(t, src, "team/api:v1", base)
+	dir := t.TempDir()
+	manifest := "apiVersion: example.com/v1\nkind: App\nmetadata:\n  name: a\nspec:\n  image:\n    registry: " + src.host + "\n    repository: team/api\n    tag: v1\n"
+	mf := filepath.Join(dir, "app.yaml")
+	if err := os.WriteFile(mf, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.host+"/mirror", "--layout", "flat",
+		"--insecure-registry", src.host, "--insecure-registry", dst.host)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stderr, "left as written") {
+		t.Errorf("stderr does not say the split reference was left as written:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, "repository: team/api") {
+		t.Errorf("the parts were changed:\n%s", stdout)
+	}
+}

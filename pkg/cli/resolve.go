@@ -96,7 +96,9 @@ func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	default:
 		var so scan.Options
 		if so, err = o.in.scanOptions(cmd); err == nil {
-			_, err = writeRewritten(ctx, o.in.files, rewrite.Options{Map: pinned(lf), Scan: so}, o.outputFile, stdout, writeLock)
+			var rres rewrite.Result
+			rres, err = writeRewritten(ctx, o.in.files, rewrite.Options{Map: pinned(lf), Scan: so}, o.outputFile, stdout, writeLock)
+			warnLeft(stderr, rres.Left)
 		}
 	}
 	if err == nil {

@@ -102,12 +102,18 @@ func (o *rewriteOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 		return err
 	}
 	warnUnmapped(stderr, res.Unmapped, o.lock)
-	for _, l := range res.Left {
-		fmt.Fprintf(stderr, "warning: %s\n", l)
-	}
+	warnLeft(stderr, res.Left)
 	o.root.log(stderr).Debug("rewrote", "references", res.Rewritten, "files changed", len(res.Changed))
 	o.out.notice(stderr)
 	return nil
+}
+
+// warnLeft says, one line per site, which references written in parts a
+// rewrite left as written, and why (rewrite, relocate and resolve alike).
+func warnLeft(stderr io.Writer, left []string) {
+	for _, l := range left {
+		fmt.Fprintf(stderr, "warning: %s\n", l)
+	}
 }
 
 // warnUnmapped warns about the first few references without a lock entry,
