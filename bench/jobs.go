@@ -65,8 +65,16 @@ func resetDir(d string) error {
 	return os.MkdirAll(d, 0o755)
 }
 
-func ferryTool(bin string) *tool {
-	t := &tool{name: "ferry", unavailable: map[string]string{}, note: "one command per job, all images at once (default --concurrency 8)"}
+// ferryNoSupply is ferry with --supply-chain=false: beside ferry it shows
+// what finding signatures, attestations and referrers costs (issue 10).
+const ferryNoSupply = "ferry-nosupply"
+
+func ferryTool(bin, name string, extra ...string) *tool {
+	note := "one command per job, all images at once (default --concurrency 8)"
+	if len(extra) > 0 {
+		note = "ferry with " + strings.Join(extra, " ") + ", to show what the default costs"
+	}
+	t := &tool{name: name, unavailable: map[string]string{}, note: note}
 	if _, err := os.Stat(bin); err != nil {
 		for _, j := range []string{jobPkg, jobUnpkg, jobRelocate} {
 			t.unavailable[j] = "not available: ferry did not build"
@@ -97,16 +105,16 @@ func ferryTool(bin string) *tool {
 					return nil, err
 				}
 			}
-			return []step{{argv: []string{bin, "pkg", "--lock", e.lock, "--bundle", bundle, "--insecure-registry", e.src, "-q"}}}, nil
+			return []step{{argv: append([]string{bin, "pkg", "--lock", e.lock, "--bundle", bundle, "--insecure-registry", e.src, "-q"}, extra...)}}, nil
 		case jobUnpkg:
 			if _, err := os.Stat(bundle); err != nil {
 				return nil, fmt.Errorf("no bundle from job a: %w", err)
 			}
-			return []step{{argv: []string{bin, "unpkg", "-i", bundle, "--repository", e.tgt + "/bench", "--insecure-registry", e.tgt,
-				"--lock-output", filepath.Join(e.run, "relocated.lock.yaml"), "-q"}}}, nil
+			return []step{{argv: append([]string{bin, "unpkg", "-i", bundle, "--repository", e.tgt + "/bench", "--insecure-registry", e.tgt,
+				"--lock-output", filepath.Join(e.run, "relocated.lock.yaml"), "-q"}, extra...)}}, nil
 		case jobRelocate:
-			return []step{{argv: []string{bin, "relocate", "--lock", e.lock, "--repository", e.tgt + "/bench",
-				"--insecure-registry", e.src, "--insecure-registry", e.tgt, "--lock-output", filepath.Join(e.run, "relocated.lock.yaml"), "-q"},
+			return []step{{argv: append([]string{bin, "relocate", "--lock", e.lock, "--repository", e.tgt + "/bench",
+				"--insecure-registry", e.src, "--insecure-registry", e.tgt, "--lock-output", filepath.Join(e.run, "relocated.lock.yaml"), "-q"}, extra...),
 				stdout: filepath.Join(e.run, "relocate.out.yaml")}}, nil
 		}
 		return nil, fmt.Errorf("unknown job %q", job)

@@ -55,7 +55,7 @@ func main() {
 	flag.IntVar(&c.scaleRuns, "scale-runs", 3, "runs per tool and job in the scaling study")
 	flag.StringVar(&c.out, "out", "docs/performance.md", "markdown report to write")
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the generated image set")
-	flag.StringVar(&tools, "tools", "ferry,crane,skopeo,regctl", "tools to compare")
+	flag.StringVar(&tools, "tools", "ferry,"+ferryNoSupply+",crane,skopeo,regctl", "tools to compare ("+ferryNoSupply+" is ferry with --supply-chain=false)")
 	flag.IntVar(&c.bigMiB, "big-layer", 0, "add a repository with one layer of this many MiB (1024 checks memory on a 1 GiB layer)")
 	flag.StringVar(&c.workDir, "work", "bench/out", "cache, tools and scratch directory")
 	flag.IntVar(&c.floorRuns, "floor-runs", 3, "repetitions of each floor measurement")
@@ -142,7 +142,9 @@ func run(ctx context.Context, c config) error {
 	for _, n := range c.tools {
 		switch strings.TrimSpace(n) {
 		case "ferry":
-			ts = append(ts, ferryTool(filepath.Join(abs, "ferry")))
+			ts = append(ts, ferryTool(filepath.Join(abs, "ferry"), "ferry"))
+		case ferryNoSupply:
+			ts = append(ts, ferryTool(filepath.Join(abs, "ferry"), ferryNoSupply, "--supply-chain=false"))
 		case "crane":
 			ts = append(ts, craneTool(filepath.Join(abs, "crane")))
 		case "skopeo":
@@ -486,7 +488,7 @@ func runJob(ctx context.Context, t *tool, job string, e *env, srcProxy *proxy, r
 		if tgt != nil {
 			s.Disk = dirSize(tgt.Storage)
 			repo := func(im image) string { return "bench/" + im.Name }
-			if t.name == "ferry" {
+			if isFerry(t.name) {
 				repo = relocatedRepos(filepath.Join(e.run, "relocated.lock.yaml"), e, repo)
 			}
 			s.Check = check(e.set, registryArtifact{ctx: ctx, host: tgt.Host, client: &http.Client{Transport: newTransport()}, repo: repo})

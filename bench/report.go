@@ -170,6 +170,7 @@ func (r *report) markdown() string {
 	w("**Runs**: %d per tool and job, tools alternating run by run (A B C, B C A, ...); medians. Every run of every tool is checked: each top-level and child manifest digest, and the presence and size of every config and layer.\n\n", r.Config.runs)
 
 	r.targets(&b)
+	r.supplyCost(&b)
 	if m.Floor != nil {
 		f := m.Floor
 		w("## The floor on this machine (same run)\n\n")
@@ -229,13 +230,45 @@ func (r *report) floorFor(job string) float64 {
 	return f.BestIngestSecs
 }
 
+// isFerry tells ferry's columns (the default and its variants) from the
+// peers it is measured against.
+func isFerry(name string) bool { return strings.HasPrefix(name, "ferry") }
+
+// supplyCost compares ferry with ferry --supply-chain=false on each job,
+// when both ran: what looking for signatures, attestations and referrers
+// adds on a set that has none (issue 10 allows 5 %).
+func (r *report) supplyCost(b *strings.Builder) {
+	var rows []string
+	for _, job := range []string{jobPkg, jobUnpkg, jobRelocate} {
+		on, off := r.Main.cell("ferry", job), r.Main.cell(ferryNoSupply, job)
+		if on == nil || off == nil || on.Unavailable != "" || off.Unavailable != "" {
+			continue
+		}
+		son, soff := summarize(on), summarize(off)
+		if son.n == 0 || soff.n == 0 || soff.wall == 0 {
+			continue
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %.2f | %.2f | %+.1f %% |\n", job, soff.wall, son.wall, 100*(son.wall/soff.wall-1)))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("## What carrying the supply chain costs (issue 10)\n\n")
+	b.WriteString("ferry finds signatures, attestations, SBOMs and referrers by default; this set has none, so the difference is the cost of looking. Medians, seconds.\n\n")
+	b.WriteString("| job | --supply-chain=false | default | added |\n| --- | ---: | ---: | ---: |\n")
+	for _, row := range rows {
+		b.WriteString(row)
+	}
+	b.WriteString("\n")
+}
+
 // fastestPeer returns the peer with the lowest median wall on job among
 // those that kept every digest.
 func (r *report) fastestPeer(job string) (string, stats) {
 	best, bs := "", stats{}
 	for _, t := range r.Tools {
 		c := r.Main.cell(t.name, job)
-		if t.name == "ferry" || c == nil || c.Unavailable != "" {
+		if isFerry(t.name) || c == nil || c.Unavailable != "" {
 			continue
 		}
 		st := summarize(c)
