@@ -399,5 +399,6 @@ func (w *walker) position(off int) (line, col int) {
 	if i == 0 {
 		start += w.bom
 	}
+	start = min(start, off) // an offset within the byte order mark
 	return w.line0 + i + 1, utf8.RuneCount(w.data[start:off]) + 1
 }
