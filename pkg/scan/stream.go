@@ -125,19 +125,40 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 		if data == nil {
 			return nil
 		}
-		d, err := st.part(data)
-		if err != nil {
-			return err
+		var parts []*Document
+		if over := itemwiseOver(o); over >= 0 && len(data) > over {
+			parts, _ = st.list(data)
 		}
-		if o.Note != nil {
-			for _, n := range d.Notes {
-				o.Note(n)
+		if parts == nil {
+			d, err := st.part(data)
+			if err != nil {
+				return err
+			}
+			parts = []*Document{d}
+		}
+		for _, d := range parts {
+			if o.Note != nil {
+				for _, n := range d.Notes {
+					o.Note(n)
+				}
+			}
+			if err := fn(d); err != nil {
+				return err
 			}
 		}
-		if err := fn(d); err != nil {
-			return err
-		}
 	}
+}
+
+// itemwiseOver is the size over which a List is scanned item by item, -1
+// for never.
+func itemwiseOver(o Options) int {
+	switch {
+	case o.ItemwiseOver == 0:
+		return DefaultItemwiseOver
+	case o.ItemwiseOver < 0:
+		return -1
+	}
+	return o.ItemwiseOver
 }
 
 // stream is where a file's scan has got to.
@@ -152,13 +173,7 @@ type stream struct {
 
 // part scans one part and moves past it.
 func (s *stream) part(data []byte) (*Document, error) {
-	w := &walker{
-		file: s.name, data: data, base: s.off, line0: s.line, pline0: s.pline,
-		lines: lineStarts(data), breaks: parserLineStarts(data), rules: s.rules, seen: map[[2]int]bool{},
-	}
-	if s.off == 0 && bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		w.bom = 3
-	}
+	w := s.walker(data)
 	d := &Document{File: s.name, Index: s.doc, Line: s.line + 1, Offset: s.off, Data: data}
 	docs := 0
 	err := Nodes(data, func(i int, n *yaml.Node) {
@@ -175,6 +190,18 @@ func (s *stream) part(data []byte) (*Document, error) {
 	s.pline += len(w.breaks) - 1
 	s.off += len(data)
 	return d, nil
+}
+
+// walker returns a walker for data, the next part of the stream.
+func (s *stream) walker(data []byte) *walker {
+	w := &walker{
+		file: s.name, data: data, base: s.off, line0: s.line, pline0: s.pline,
+		lines: lineStarts(data), breaks: parserLineStarts(data), rules: s.rules, seen: map[[2]int]bool{},
+	}
+	if s.off == 0 && bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		w.bom = 3
+	}
+	return w
 }
 
 // parserErrors are the messages of the YAML parser (as opposed to its
