@@ -178,7 +178,9 @@ func listHeader(data []byte, pieces []piece) (resource, bool) {
 // returns the parts in order, or ok false (and s unchanged) when the
 // document is not such a List or a piece does not parse alone as it would
 // in the whole document; the caller then scans the document whole.
-func (s *stream) list(data []byte) (parts []*Document, ok bool) {
+//
+// A piece over maxPiece (when maxPiece > 0) also makes it give up.
+func (s *stream) list(data []byte, maxPiece int) (parts []*Document, ok bool) {
 	pieces, ok := listPieces(data)
 	if !ok {
 		return nil, false
@@ -188,6 +190,11 @@ func (s *stream) list(data []byte) (parts []*Document, ok bool) {
 		return nil, false
 	}
 	saved := *s
+	for _, p := range pieces {
+		if maxPiece > 0 && p.end-p.start > maxPiece {
+			return nil, false
+		}
+	}
 	for _, p := range pieces {
 		d, ok := s.piece(data[p.start:p.end], p.item, hdr)
 		if !ok {

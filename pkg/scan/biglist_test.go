@@ -3,6 +3,7 @@ package scan
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -176,5 +177,35 @@ func TestListItemwiseStreams(t *testing.T) {
 	}
 	if largest != 0 {
 		t.Fatalf("a List under DefaultItemwiseOver was cut (a piece of %d bytes)", largest)
+	}
+}
+
+// TestListOverLimit holds that the document size limit applies to each
+// item of a List scanned item by item, up to ListFactor times the limit
+// for the whole List, and to the whole of anything else.
+func TestListOverLimit(t *testing.T) {
+	list := bigList(100, "", true) // about 50 KiB, items under 1 KiB
+	limit := len(list)/2 + 1
+	refs, err := Bytes("list.yaml", list, Options{MaxDocumentSize: limit, ItemwiseOver: -2})
+	if err == nil {
+		t.Fatalf("a List over the limit was read with item by item off: %d refs", len(refs))
+	}
+	refs, err = Bytes("list.yaml", list, Options{MaxDocumentSize: limit})
+	if err != nil || len(refs) != 100*5+1 {
+		t.Fatalf("a List over the limit whose items are under it: %d refs, %v", len(refs), err)
+	}
+	var tle *TooLargeError
+	for _, tc := range []struct {
+		name  string
+		data  []byte
+		limit int
+	}{
+		{"List over ListFactor times the limit", list, len(list)/ListFactor - 1},
+		{"an item over the limit", append(bigList(3, "", false), []byte("- kind: Pod\n  metadata: {name: \""+strings.Repeat("x", 4000)+"\"}\n")...), 3000},
+		{"not a List", bytes.ReplaceAll(list, []byte("kind: PodList"), []byte("kind: Pods")), limit},
+	} {
+		if _, err := Bytes("list.yaml", tc.data, Options{MaxDocumentSize: tc.limit}); !errors.As(err, &tle) {
+			t.Errorf("%s: got %v, want a *TooLargeError", tc.name, err)
+		}
 	}
 }

@@ -22,6 +22,11 @@ import (
 // document at a time and has no limit.
 const DefaultMaxDocumentSize = 64 << 20
 
+// ListFactor: a `kind: List` document may be up to ListFactor times
+// Options.MaxDocumentSize when it is scanned item by item and each of its
+// items is within the limit: only its bytes are then held whole.
+const ListFactor = 4
+
 // ErrDocumentTooLarge is wrapped by TooLargeError.
 var ErrDocumentTooLarge = errors.New("document too large")
 
@@ -126,8 +131,16 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 			return nil
 		}
 		var parts []*Document
-		if over := itemwiseOver(o); over >= 0 && len(data) > over {
-			parts, _ = st.list(data)
+		if limit > 0 && len(data) > limit {
+			// Over the limit: only a List each of whose items is under it.
+			if itemwiseOver(o) >= 0 {
+				parts, _ = st.list(data, limit)
+			}
+			if parts == nil {
+				return &TooLargeError{File: name, Doc: st.doc + 1, Line: st.line + 1, Limit: limit}
+			}
+		} else if over := itemwiseOver(o); over >= 0 && len(data) > over {
+			parts, _ = st.list(data, 0)
 		}
 		if parts == nil {
 			d, err := st.part(data)
@@ -262,16 +275,26 @@ var errPartTooLarge = errors.New("part too large")
 type splitter struct {
 	r     *bufio.Reader
 	limit int
-	buf   []byte
-	cut   int // where the next part starts in buf
-	eof   bool
+	// hard is the most a part may hold: a List over limit is read up to
+	// it, to be scanned item by item (see ListFactor).
+	hard int
+	buf  []byte
+	cut  int // where the next part starts in buf
+	eof  bool
 	// whole reads the stream as one part: UTF-16, whose bytes are no lines.
 	whole bool
 	first bool
 }
 
 func newSplitter(r io.Reader, limit int) *splitter {
-	return &splitter{r: bufio.NewReaderSize(r, 64<<10), limit: limit, first: true}
+	hard := limit
+	if limit > 0 {
+		hard = limit * ListFactor
+		if limit > math.MaxInt/ListFactor {
+			hard = math.MaxInt
+		}
+	}
+	return &splitter{r: bufio.NewReaderSize(r, 64<<10), limit: limit, hard: hard, first: true}
 }
 
 // next returns the next part, or nil at the end. The slice is only valid
@@ -300,7 +323,7 @@ func (s *splitter) next() ([]byte, error) {
 		for {
 			frag, err := s.r.ReadSlice('\n')
 			s.buf = append(s.buf, frag...)
-			if s.limit > 0 && (start > s.limit || len(s.buf)-start > s.limit) {
+			if s.limit > 0 && (start > s.hard || len(s.buf)-start > s.limit) {
 				return nil, errPartTooLarge
 			}
 			if errors.Is(err, bufio.ErrBufferFull) {
@@ -324,7 +347,7 @@ func (s *splitter) next() ([]byte, error) {
 			content = true
 		case marker(line, "..."):
 			s.cut = len(s.buf)
-			if s.limit > 0 && len(s.buf) > s.limit {
+			if s.limit > 0 && len(s.buf) > s.hard {
 				return nil, errPartTooLarge
 			}
 			return s.buf, nil
@@ -332,7 +355,7 @@ func (s *splitter) next() ([]byte, error) {
 		default:
 			content = true
 		}
-		if s.limit > 0 && len(s.buf) > s.limit {
+		if s.limit > 0 && len(s.buf) > s.hard {
 			return nil, errPartTooLarge
 		}
 	}
