@@ -2,6 +2,7 @@ package scan
 
 import (
 	"bytes"
+	"fmt"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 )
@@ -174,47 +175,53 @@ func listHeader(data []byte, pieces []piece) (resource, bool) {
 }
 
 // list scans a List document piece by piece: its header keys, then each
-// item on its own, so that only one item's nodes are held at a time. It
-// returns the parts in order, or ok false (and s unchanged) when the
-// document is not such a List or a piece does not parse alone as it would
-// in the whole document; the caller then scans the document whole.
-//
-// A piece over maxPiece (when maxPiece > 0) also makes it give up.
-func (s *stream) list(data []byte, maxPiece int) (parts []*Document, ok bool) {
+// item on its own, so that only one item's nodes are held at a time, and
+// hands each piece to emit as it is scanned. ok is false (and nothing
+// emitted) when the document is not such a List or a piece does not parse
+// alone as it would in the whole document, or is over maxPiece (when
+// maxPiece > 0); the caller then scans the document whole. Every piece is
+// parsed once to check it before any is scanned, so that nothing is
+// emitted for a List that must be scanned whole.
+func (s *stream) list(data []byte, maxPiece int, emit func(*Document) error) (ok bool, err error) {
 	pieces, ok := listPieces(data)
 	if !ok {
-		return nil, false
+		return false, nil
 	}
 	hdr, ok := listHeader(data, pieces)
 	if !ok {
-		return nil, false
+		return false, nil
 	}
-	saved := *s
 	for _, p := range pieces {
 		if maxPiece > 0 && p.end-p.start > maxPiece {
-			return nil, false
+			return false, nil
+		}
+	}
+	for _, p := range pieces {
+		if _, ok := parsePiece(data[p.start:p.end], p.item); !ok {
+			return false, nil
 		}
 	}
 	for _, p := range pieces {
 		d, ok := s.piece(data[p.start:p.end], p.item, hdr)
 		if !ok {
-			*s = saved
-			return nil, false
+			// Parsed once already: not reached.
+			return true, fmt.Errorf("%s: document %d changed while read", s.name, s.doc+1)
 		}
-		parts = append(parts, d)
+		if err := emit(d); err != nil {
+			return true, err
+		}
 	}
 	s.doc++
-	return parts, true
+	return true, nil
 }
 
-// piece scans one piece of a List (see list): the header's keys when item
-// is -1, else the item-th item, parsed as a sequence of one entry.
-func (s *stream) piece(data []byte, item int, hdr resource) (*Document, bool) {
+// parsePiece parses a piece of a List: a mapping for the header, a
+// sequence of exactly one entry for an item. It returns the piece's root
+// node (the mapping or the sequence), ok false when the piece is not that.
+func parsePiece(data []byte, item int) (*yaml.Node, bool) {
 	if largestPiece != nil {
 		largestPiece(len(data))
 	}
-	w := s.walker(data)
-	w.doc = s.doc
 	var root *yaml.Node
 	docs := 0
 	if err := Nodes(data, func(_ int, n *yaml.Node) { root = n; docs++ }); err != nil || docs != 1 || root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
@@ -222,15 +229,25 @@ func (s *stream) piece(data []byte, item int, hdr resource) (*Document, bool) {
 	}
 	top := root.Content[0]
 	if item < 0 {
-		if top.Kind != yaml.MappingNode {
-			return nil, false
-		}
+		return root, top.Kind == yaml.MappingNode
+	}
+	return root, top.Kind == yaml.SequenceNode && len(top.Content) == 1 && top.Anchor == ""
+}
+
+// piece scans one piece of a List (see list): the header's keys when item
+// is -1, else the item-th item, parsed as a sequence of one entry.
+func (s *stream) piece(data []byte, item int, hdr resource) (*Document, bool) {
+	root, ok := parsePiece(data, item)
+	if !ok {
+		return nil, false
+	}
+	w := s.walker(data)
+	w.doc = s.doc
+	if item < 0 {
 		w.header = &hdr
 		w.document(root)
 	} else {
-		if top.Kind != yaml.SequenceNode || len(top.Content) != 1 || top.Anchor != "" {
-			return nil, false
-		}
+		top := root.Content[0]
 		w.anchors = map[*yaml.Node]int{}
 		w.root, w.ords, w.ordBase, w.claimed = root, nil, 0, map[*yaml.Node]bool{}
 		w.res = hdr

@@ -130,32 +130,36 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 		if data == nil {
 			return nil
 		}
-		var parts []*Document
-		if limit > 0 && len(data) > limit {
-			// Over the limit: only a List each of whose items is under it.
-			if itemwiseOver(o) >= 0 {
-				parts, _ = st.list(data, limit)
-			}
-			if parts == nil {
-				return &TooLargeError{File: name, Doc: st.doc + 1, Line: st.line + 1, Limit: limit}
-			}
-		} else if over := itemwiseOver(o); over >= 0 && len(data) > over {
-			parts, _ = st.list(data, 0)
-		}
-		if parts == nil {
-			d, err := st.part(data)
-			if err != nil {
-				return err
-			}
-			parts = []*Document{d}
-		}
-		for _, d := range parts {
+		emit := func(d *Document) error {
 			if o.Note != nil {
 				for _, n := range d.Notes {
 					o.Note(n)
 				}
 			}
-			if err := fn(d); err != nil {
+			return fn(d)
+		}
+		done := false
+		if limit > 0 && len(data) > limit {
+			// Over the limit: only a List each of whose items is under it.
+			if itemwiseOver(o) >= 0 {
+				if done, err = st.list(data, limit, emit); err != nil {
+					return err
+				}
+			}
+			if !done {
+				return &TooLargeError{File: name, Doc: st.doc + 1, Line: st.line + 1, Limit: limit}
+			}
+		} else if over := itemwiseOver(o); over >= 0 && len(data) > over {
+			if done, err = st.list(data, 0, emit); err != nil {
+				return err
+			}
+		}
+		if !done {
+			d, err := st.part(data)
+			if err != nil {
+				return err
+			}
+			if err := emit(d); err != nil {
 				return err
 			}
 		}
