@@ -209,3 +209,32 @@ func TestListOverLimit(t *testing.T) {
 		}
 	}
 }
+
+// countingReader counts what was read from it.
+type countingReader struct {
+	r    *bytes.Reader
+	read int
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.read += n
+	return n, err
+}
+
+// TestNotListRefusedAtLimit holds that a document over the limit without
+// an items list is refused once the limit is read, not after ListFactor
+// times it: only a List is read further.
+func TestNotListRefusedAtLimit(t *testing.T) {
+	const limit = 256 << 10
+	data := []byte("kind: ConfigMap\ndata:\n" + strings.Repeat("  key: value-of-some-length\n", 4*limit/28))
+	c := &countingReader{r: bytes.NewReader(data)}
+	err := Stream(context.Background(), "big.yaml", c, Options{MaxDocumentSize: limit}, func(*Document) error { return nil })
+	var tle *TooLargeError
+	if !errors.As(err, &tle) {
+		t.Fatalf("got %v, want a *TooLargeError", err)
+	}
+	if c.read > limit+128<<10 {
+		t.Fatalf("%d bytes read before refusing, want at most the limit and a buffer (%d)", c.read, limit+128<<10)
+	}
+}

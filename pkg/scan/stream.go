@@ -114,7 +114,7 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 	if limit == 0 {
 		limit = DefaultMaxDocumentSize
 	}
-	sp := newSplitter(r, limit)
+	sp := newSplitter(r, limit, itemwiseOver(o) >= 0)
 	st := &stream{name: name, rules: rules}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -282,6 +282,8 @@ type splitter struct {
 	// hard is the most a part may hold: a List over limit is read up to
 	// it, to be scanned item by item (see ListFactor).
 	hard int
+	// list is set once a part over limit has an "items:" line at column 0.
+	list bool
 	buf  []byte
 	cut  int // where the next part starts in buf
 	eof  bool
@@ -290,9 +292,9 @@ type splitter struct {
 	first bool
 }
 
-func newSplitter(r io.Reader, limit int) *splitter {
+func newSplitter(r io.Reader, limit int, lists bool) *splitter {
 	hard := limit
-	if limit > 0 {
+	if limit > 0 && lists {
 		hard = limit * ListFactor
 		if limit > math.MaxInt/ListFactor {
 			hard = math.MaxInt
@@ -307,6 +309,7 @@ func (s *splitter) next() ([]byte, error) {
 	n := copy(s.buf, s.buf[s.cut:])
 	s.buf = s.buf[:n]
 	s.cut = 0
+	s.list = false
 	// A carried-over line is a "---": the part has begun.
 	content := n > 0
 	if s.first {
@@ -327,7 +330,7 @@ func (s *splitter) next() ([]byte, error) {
 		for {
 			frag, err := s.r.ReadSlice('\n')
 			s.buf = append(s.buf, frag...)
-			if s.limit > 0 && (start > s.hard || len(s.buf)-start > s.limit) {
+			if s.limit > 0 && len(s.buf)-start > s.limit || s.tooLarge() {
 				return nil, errPartTooLarge
 			}
 			if errors.Is(err, bufio.ErrBufferFull) {
@@ -351,7 +354,7 @@ func (s *splitter) next() ([]byte, error) {
 			content = true
 		case marker(line, "..."):
 			s.cut = len(s.buf)
-			if s.limit > 0 && len(s.buf) > s.hard {
+			if s.tooLarge() {
 				return nil, errPartTooLarge
 			}
 			return s.buf, nil
@@ -359,10 +362,26 @@ func (s *splitter) next() ([]byte, error) {
 		default:
 			content = true
 		}
-		if s.limit > 0 && len(s.buf) > s.hard {
+		if s.tooLarge() {
 			return nil, errPartTooLarge
 		}
 	}
+}
+
+// tooLarge reports a part that must be refused: over the limit and no
+// List, or over the most a List may be.
+func (s *splitter) tooLarge() bool {
+	n := len(s.buf)
+	if s.limit <= 0 || n <= s.limit {
+		return false
+	}
+	if n > s.hard {
+		return true
+	}
+	if !s.list {
+		s.list = bytes.HasPrefix(s.buf, []byte("items:")) || bytes.Contains(s.buf, []byte("\nitems:"))
+	}
+	return !s.list
 }
 
 // marker reports a document marker line: m at column 0, then white space
