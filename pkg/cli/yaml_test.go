@@ -88,10 +88,14 @@ func TestMaxDocumentSizeFlag(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"scan over the limit", []string{"scan", "-f", big, "--max-document-size", "4KiB"}, 1,
-			"error: " + big + ": document 2 (from line 2) is larger than 4 KiB: split it into several documents (a List into one document per item), or raise the limit with --max-document-size\n"},
-		{"rewrite over the limit", []string{"rewrite", "-f", big, "--lock", lockPath, "--max-document-size", "4096"}, 1,
-			"error: " + big + ": document 2 (from line 2) is larger than 4 KiB: split it into several documents (a List into one document per item), or raise the limit with --max-document-size\n"},
+		// A List of 5 KiB, whose items are under the limit, may be up to
+		// scan.ListFactor times it.
+		{"scan over the limit", []string{"scan", "-f", big, "--max-document-size", "1KiB"}, 1,
+			"error: " + big + ": document 2 (from line 2) is larger than 1 KiB: split it into several documents (a List into one document per item), or raise the limit with --max-document-size\n"},
+		{"rewrite over the limit", []string{"rewrite", "-f", big, "--lock", lockPath, "--max-document-size", "1024"}, 1,
+			"error: " + big + ": document 2 (from line 2) is larger than 1 KiB: split it into several documents (a List into one document per item), or raise the limit with --max-document-size\n"},
+		{"a List whose items are under the limit", []string{"scan", "-f", big, "--max-document-size", "2KiB"}, 0, ""},
+		{"rewrite a List whose items are under the limit", []string{"rewrite", "-f", big, "--lock", lockPath, "--max-document-size", "2KiB"}, 0, ""},
 		{"not a size", []string{"scan", "-f", big, "--max-document-size", "lots"}, 2, "error: --max-document-size: \"lots\" is not a size"},
 		{"under the limit", []string{"scan", "-f", big, "--max-document-size", "8KiB"}, 0, ""},
 		{"no limit", []string{"scan", "-f", big, "--max-document-size", "0"}, 0, ""},
@@ -105,7 +109,11 @@ func TestMaxDocumentSizeFlag(t *testing.T) {
 			if code != 0 && stdout != "" {
 				t.Errorf("stdout %q on failure", stdout)
 			}
-			if code == 0 && strings.Count(stdout, "nginx:1.25") != 100 {
+			want := "nginx:1.25"
+			if tt.args[0] == "rewrite" {
+				want = "mirror/library/nginx@sha256:"
+			}
+			if code == 0 && strings.Count(stdout, want) != 100 {
 				t.Errorf("stdout:\n%s", stdout)
 			}
 		})

@@ -92,7 +92,17 @@ type Options struct {
 	// MaxDocumentSize is the largest single YAML document read, in bytes:
 	// 0 means DefaultMaxDocumentSize, a negative value no limit. A stream of
 	// many documents is read one document at a time whatever its length.
+	// A List scanned item by item (see ItemwiseOver) may be up to ListFactor
+	// times the limit when each of its items is within it.
 	MaxDocumentSize int
+	// ItemwiseOver is the size over which a `kind: List` document (or
+	// ItemList, PodList...) is scanned one item at a time, so that memory
+	// follows its largest item rather than the whole List: 0 means
+	// DefaultItemwiseOver, a negative value never. The hits are the same as
+	// a whole scan's; a List that cannot be cut safely by its text (flow
+	// style, anchors shared across items, keys other than apiVersion, kind,
+	// metadata and items) is scanned whole.
+	ItemwiseOver int
 }
 
 // Input is one file to scan.

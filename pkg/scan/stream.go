@@ -22,6 +22,11 @@ import (
 // document at a time and has no limit.
 const DefaultMaxDocumentSize = 64 << 20
 
+// ListFactor: a `kind: List` document may be up to ListFactor times
+// Options.MaxDocumentSize when it is scanned item by item and each of its
+// items is within the limit: only its bytes are then held whole.
+const ListFactor = 4
+
 // ErrDocumentTooLarge is wrapped by TooLargeError.
 var ErrDocumentTooLarge = errors.New("document too large")
 
@@ -109,7 +114,7 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 	if limit == 0 {
 		limit = DefaultMaxDocumentSize
 	}
-	sp := newSplitter(r, limit)
+	sp := newSplitter(r, limit, itemwiseOver(o) >= 0)
 	st := &stream{name: name, rules: rules}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -125,19 +130,52 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 		if data == nil {
 			return nil
 		}
-		d, err := st.part(data)
-		if err != nil {
-			return err
+		emit := func(d *Document) error {
+			if o.Note != nil {
+				for _, n := range d.Notes {
+					o.Note(n)
+				}
+			}
+			return fn(d)
 		}
-		if o.Note != nil {
-			for _, n := range d.Notes {
-				o.Note(n)
+		done := false
+		if limit > 0 && len(data) > limit {
+			// Over the limit: only a List each of whose items is under it.
+			if itemwiseOver(o) >= 0 {
+				if done, err = st.list(data, limit, emit); err != nil {
+					return err
+				}
+			}
+			if !done {
+				return &TooLargeError{File: name, Doc: st.doc + 1, Line: st.line + 1, Limit: limit}
+			}
+		} else if over := itemwiseOver(o); over >= 0 && len(data) > over {
+			if done, err = st.list(data, 0, emit); err != nil {
+				return err
 			}
 		}
-		if err := fn(d); err != nil {
-			return err
+		if !done {
+			d, err := st.part(data)
+			if err != nil {
+				return err
+			}
+			if err := emit(d); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// itemwiseOver is the size over which a List is scanned item by item, -1
+// for never.
+func itemwiseOver(o Options) int {
+	switch {
+	case o.ItemwiseOver == 0:
+		return DefaultItemwiseOver
+	case o.ItemwiseOver < 0:
+		return -1
+	}
+	return o.ItemwiseOver
 }
 
 // stream is where a file's scan has got to.
@@ -152,13 +190,7 @@ type stream struct {
 
 // part scans one part and moves past it.
 func (s *stream) part(data []byte) (*Document, error) {
-	w := &walker{
-		file: s.name, data: data, base: s.off, line0: s.line, pline0: s.pline,
-		lines: lineStarts(data), breaks: parserLineStarts(data), rules: s.rules, seen: map[[2]int]bool{},
-	}
-	if s.off == 0 && bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		w.bom = 3
-	}
+	w := s.walker(data)
 	d := &Document{File: s.name, Index: s.doc, Line: s.line + 1, Offset: s.off, Data: data}
 	docs := 0
 	err := Nodes(data, func(i int, n *yaml.Node) {
@@ -175,6 +207,18 @@ func (s *stream) part(data []byte) (*Document, error) {
 	s.pline += len(w.breaks) - 1
 	s.off += len(data)
 	return d, nil
+}
+
+// walker returns a walker for data, the next part of the stream.
+func (s *stream) walker(data []byte) *walker {
+	w := &walker{
+		file: s.name, data: data, base: s.off, line0: s.line, pline0: s.pline,
+		lines: lineStarts(data), breaks: parserLineStarts(data), rules: s.rules, seen: map[[2]int]bool{},
+	}
+	if s.off == 0 && bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		w.bom = 3
+	}
+	return w
 }
 
 // parserErrors are the messages of the YAML parser (as opposed to its
@@ -235,16 +279,28 @@ var errPartTooLarge = errors.New("part too large")
 type splitter struct {
 	r     *bufio.Reader
 	limit int
-	buf   []byte
-	cut   int // where the next part starts in buf
-	eof   bool
+	// hard is the most a part may hold: a List over limit is read up to
+	// it, to be scanned item by item (see ListFactor).
+	hard int
+	// list is set once a part over limit has an "items:" line at column 0.
+	list bool
+	buf  []byte
+	cut  int // where the next part starts in buf
+	eof  bool
 	// whole reads the stream as one part: UTF-16, whose bytes are no lines.
 	whole bool
 	first bool
 }
 
-func newSplitter(r io.Reader, limit int) *splitter {
-	return &splitter{r: bufio.NewReaderSize(r, 64<<10), limit: limit, first: true}
+func newSplitter(r io.Reader, limit int, lists bool) *splitter {
+	hard := limit
+	if limit > 0 && lists {
+		hard = limit * ListFactor
+		if limit > math.MaxInt/ListFactor {
+			hard = math.MaxInt
+		}
+	}
+	return &splitter{r: bufio.NewReaderSize(r, 64<<10), limit: limit, hard: hard, first: true}
 }
 
 // next returns the next part, or nil at the end. The slice is only valid
@@ -253,6 +309,7 @@ func (s *splitter) next() ([]byte, error) {
 	n := copy(s.buf, s.buf[s.cut:])
 	s.buf = s.buf[:n]
 	s.cut = 0
+	s.list = false
 	// A carried-over line is a "---": the part has begun.
 	content := n > 0
 	if s.first {
@@ -273,7 +330,7 @@ func (s *splitter) next() ([]byte, error) {
 		for {
 			frag, err := s.r.ReadSlice('\n')
 			s.buf = append(s.buf, frag...)
-			if s.limit > 0 && (start > s.limit || len(s.buf)-start > s.limit) {
+			if s.limit > 0 && len(s.buf)-start > s.limit || s.tooLarge() {
 				return nil, errPartTooLarge
 			}
 			if errors.Is(err, bufio.ErrBufferFull) {
@@ -297,7 +354,7 @@ func (s *splitter) next() ([]byte, error) {
 			content = true
 		case marker(line, "..."):
 			s.cut = len(s.buf)
-			if s.limit > 0 && len(s.buf) > s.limit {
+			if s.tooLarge() {
 				return nil, errPartTooLarge
 			}
 			return s.buf, nil
@@ -305,10 +362,26 @@ func (s *splitter) next() ([]byte, error) {
 		default:
 			content = true
 		}
-		if s.limit > 0 && len(s.buf) > s.limit {
+		if s.tooLarge() {
 			return nil, errPartTooLarge
 		}
 	}
+}
+
+// tooLarge reports a part that must be refused: over the limit and no
+// List, or over the most a List may be.
+func (s *splitter) tooLarge() bool {
+	n := len(s.buf)
+	if s.limit <= 0 || n <= s.limit {
+		return false
+	}
+	if n > s.hard {
+		return true
+	}
+	if !s.list {
+		s.list = bytes.HasPrefix(s.buf, []byte("items:")) || bytes.Contains(s.buf, []byte("\nitems:"))
+	}
+	return !s.list
 }
 
 // marker reports a document marker line: m at column 0, then white space

@@ -50,6 +50,9 @@ type seg struct {
 	index int        // the item's index; -1 for a mapping value
 	seq   *yaml.Node // the sequence holding the item
 	m     *yaml.Node // the mapping holding the key
+	// shown is added to index in paths: a List item scanned on its own is
+	// item 0 of its piece (see stream.piece).
+	shown int
 }
 
 // resource is the Kubernetes object being walked: the document, or an item
@@ -89,6 +92,10 @@ type walker struct {
 	ords    map[*yaml.Node]int
 	ordBase int
 	claimed map[*yaml.Node]bool
+
+	// header, when set, is the resource of a List whose header keys are
+	// walked apart from its items (see stream.piece).
+	header *resource
 }
 
 func (w *walker) document(n *yaml.Node) {
@@ -141,6 +148,9 @@ func (w *walker) visit(n *yaml.Node, resRoot bool) {
 	saved := w.res
 	if resRoot {
 		w.res = resourceOf(n, len(w.path))
+		if w.header != nil && len(w.path) == 0 {
+			w.res = *w.header
+		}
 	}
 	switch n.Kind {
 	case yaml.ScalarNode:
@@ -536,7 +546,7 @@ func pathOf(path []seg) string {
 			if name := scalarValue(lookup(item, "name")); name != "" && !strings.ContainsAny(name, "[]") {
 				b.WriteString("[name=" + name + "]")
 			} else {
-				b.WriteString("[" + strconv.Itoa(s.index) + "]")
+				b.WriteString("[" + strconv.Itoa(s.index+s.shown) + "]")
 			}
 			continue
 		}
