@@ -81,7 +81,7 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 	}
 	if current(ctx, path, lf, o) {
 		res.Unchanged = true
-		return res, describe(ctx, read, res)
+		return res, describe(ctx, read, res, true)
 	}
 	entries, err := fetchManifests(ctx, client, lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable}, o.SupplyChain)
 	if err != nil {
@@ -101,7 +101,8 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 	res.Unchanged = st.Unchanged
 	res.BlobsFetched, res.BytesFetched = st.Fetched, st.FetchedBytes
 	res.BlobsResumed, res.BytesResumed = st.Resumed, st.ResumedBytes
-	if err := describe(ctx, read, res); err != nil {
+	// The writer counted the blobs it stored: no need to walk them again.
+	if err := describe(ctx, read, res, false); err != nil {
 		return nil, err
 	}
 	res.Blobs = st.Files
@@ -122,10 +123,12 @@ func current(ctx context.Context, path string, lf *lock.File, o PkgOptions) bool
 	return bundle.CurrentWith(ctx, path, lf, co)
 }
 
-// describe fills the images, blob count and size of the finished bundle
-// at path, from its manifests (the layers are not read again), and names
-// the parts of a split one.
-func describe(ctx context.Context, path string, res *PkgResult) error {
+// describe fills the images and size of the finished bundle at path, from
+// its manifests (the layers are not read again), and names the parts of a
+// split one. With countBlobs it also counts the blobs stored, walking every
+// image once more: only a bundle found complete needs that, since a write
+// reports its own count.
+func describe(ctx context.Context, path string, res *PkgResult, countBlobs bool) error {
 	if base, ok := strings.CutSuffix(path, ".parts.json"); ok {
 		ps, err := bundle.ReadParts(base)
 		if err != nil {
@@ -144,6 +147,9 @@ func describe(ctx context.Context, path string, res *PkgResult) error {
 	res.Images = make([]Image, len(s.Images))
 	for i, im := range s.Images {
 		res.Images[i] = Image{Image: im.Name, Digest: im.Digest, MediaType: im.MediaType, Size: im.Size, Platforms: platforms(im.Platforms)}
+	}
+	if !countBlobs {
+		return nil
 	}
 	r, err := bundle.Open(path)
 	if err != nil {
