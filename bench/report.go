@@ -236,7 +236,10 @@ func isFerry(name string) bool { return strings.HasPrefix(name, "ferry") }
 
 // supplyCost compares ferry with ferry --supply-chain=false on each job,
 // when both ran: what looking for signatures, attestations and referrers
-// adds on a set that has none (issue 10 allows 5 %).
+// adds on a set that has none (issue 10 allows 5 %). Besides the ratio of
+// medians it gives the median of the paired ratios: the tools alternate
+// run by run, so run i of each ran back to back on the same machine load,
+// and a load that comes and goes moves both halves of a pair together.
 func (r *report) supplyCost(b *strings.Builder) {
 	var rows []string
 	for _, job := range []string{jobPkg, jobUnpkg, jobRelocate} {
@@ -248,18 +251,59 @@ func (r *report) supplyCost(b *strings.Builder) {
 		if son.n == 0 || soff.n == 0 || soff.wall == 0 {
 			continue
 		}
-		rows = append(rows, fmt.Sprintf("| %s | %.2f | %.2f | %+.1f %% |\n", job, soff.wall, son.wall, 100*(son.wall/soff.wall-1)))
+		wall, cpu := pairedRatios(on.Runs, off.Runs)
+		paired, spread, cpuAdded := "", "", ""
+		if len(wall) > 0 {
+			lo, hi := quartiles(wall)
+			paired = fmt.Sprintf("%+.1f %%", 100*(median(wall)-1))
+			spread = fmt.Sprintf("%+.1f … %+.1f %%", 100*(lo-1), 100*(hi-1))
+		}
+		if len(cpu) > 0 {
+			cpuAdded = fmt.Sprintf("%+.1f %%", 100*(median(cpu)-1))
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %.2f | %.2f | %+.1f %% | %s | %s | %d | %s |\n",
+			job, soff.wall, son.wall, 100*(son.wall/soff.wall-1), paired, spread, len(wall), cpuAdded))
 	}
 	if len(rows) == 0 {
 		return
 	}
 	b.WriteString("## What carrying the supply chain costs (issue 10)\n\n")
-	b.WriteString("ferry finds signatures, attestations, SBOMs and referrers by default; this set has none, so the difference is the cost of looking. Medians, seconds.\n\n")
-	b.WriteString("| job | --supply-chain=false | default | added |\n| --- | ---: | ---: | ---: |\n")
+	b.WriteString("ferry finds signatures, attestations, SBOMs and referrers by default; this set has none, so the difference is the cost of looking. Medians, seconds. *Paired*: the median of default ÷ off over the runs that ran back to back (tools alternate run by run), with the middle half of those ratios; *CPU*: the same for ferry's user+system time, which a shared machine's load moves less than wall time.\n\n")
+	b.WriteString("| job | --supply-chain=false | default | added (medians) | added (paired) | middle half of pairs | pairs | CPU added (paired) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, row := range rows {
 		b.WriteString(row)
 	}
 	b.WriteString("\n")
+}
+
+// pairedRatios divides each successful run of on by the run of off with
+// the same index, where both succeeded: wall and CPU time.
+func pairedRatios(on, off []sample) (wall, cpu []float64) {
+	for i := 0; i < len(on) && i < len(off); i++ {
+		a, b := on[i], off[i]
+		if a.Err != "" || b.Err != "" {
+			continue
+		}
+		if b.Wall > 0 {
+			wall = append(wall, a.Wall/b.Wall)
+		}
+		if b.CPU > 0 {
+			cpu = append(cpu, a.CPU/b.CPU)
+		}
+	}
+	return wall, cpu
+}
+
+// quartiles returns the first and third quartiles of xs (the medians of
+// its lower and upper halves).
+func quartiles(xs []float64) (lo, hi float64) {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n == 1 {
+		return s[0], s[0]
+	}
+	return median(s[:n/2]), median(s[(n+1)/2:])
 }
 
 // fastestPeer returns the peer with the lowest median wall on job among
