@@ -204,8 +204,16 @@ func TestListOverLimit(t *testing.T) {
 		{"an item over the limit", append(bigList(3, "", false), []byte("- kind: Pod\n  metadata: {name: \""+strings.Repeat("x", 4000)+"\"}\n")...), 3000},
 		{"not a List", bytes.ReplaceAll(list, []byte("kind: PodList"), []byte("kind: Pods")), limit},
 	} {
-		if _, err := Bytes("list.yaml", tc.data, Options{MaxDocumentSize: tc.limit}); !errors.As(err, &tle) {
+		_, err := Bytes("list.yaml", tc.data, Options{MaxDocumentSize: tc.limit})
+		if !errors.As(err, &tle) {
 			t.Errorf("%s: got %v, want a *TooLargeError", tc.name, err)
+			continue
+		}
+		// Only the List over its own cap names that cap: the others are
+		// over the limit the flag sets.
+		wantCap := tc.name == "List over ListFactor times the limit"
+		if got := strings.Contains(err.Error(), "the most a List may hold"); got != wantCap {
+			t.Errorf("%s: message %q names the List cap: %v, want %v", tc.name, err, got, wantCap)
 		}
 	}
 }

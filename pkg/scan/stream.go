@@ -36,9 +36,15 @@ type TooLargeError struct {
 	// Doc is the 1-based number of the document in its file; Line is where it starts.
 	Doc, Line int
 	Limit     int
+	// List is set when the document was read as a List and was over
+	// ListFactor × Limit, the most a List scanned item by item may hold.
+	List bool
 }
 
 func (e *TooLargeError) Error() string {
+	if e.List {
+		return fmt.Sprintf("%s: document %d (from line %d) is larger than %s, the most a List may hold (%d × --max-document-size %s): split it into several documents (one per item), or raise the limit with --max-document-size", e.File, e.Doc, e.Line, FormatSize(ListFactor*e.Limit), ListFactor, FormatSize(e.Limit))
+	}
 	return fmt.Sprintf("%s: document %d (from line %d) is larger than %s: split it into several documents (a List into one document per item), or raise the limit with --max-document-size", e.File, e.Doc, e.Line, FormatSize(e.Limit))
 }
 
@@ -122,7 +128,7 @@ func Stream(ctx context.Context, name string, r io.Reader, o Options, fn func(*D
 		}
 		data, err := sp.next()
 		if errors.Is(err, errPartTooLarge) {
-			return &TooLargeError{File: name, Doc: st.doc + 1, Line: st.line + 1, Limit: limit}
+			return &TooLargeError{File: name, Doc: st.doc + 1, Line: st.line + 1, Limit: limit, List: sp.list}
 		}
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", name, err)
