@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/ferry-dev/ferry/pkg/internal/testutil"
 )
 
@@ -117,4 +122,87 @@ func TestMirrorConfigContainerd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMirrorConfigContainersImage lets containers/image (skopeo, as CRI-O
+// and Podman use it) judge the registries.conf ferry writes: with the
+// source registry stopped, a reference to the source by digest is served
+// by the mirror, the source's manifest bytes; the same image by tag is
+// not, since ferry sends only digests to the mirror; with the mirror
+// stopped too, the digest fails. A plain HTTP mirror and one with a
+// private CA (given to skopeo as the certs.d directory the comment in the
+// file names).
+func TestMirrorConfigContainersImage(t *testing.T) {
+	skipShort(t)
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		prereq.SkipRequired(t, "skopeo not installed: apt-get install -y skopeo")
+	}
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"plain HTTP", false}, {"private CA", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := relocateToMirror(t, tc.tls)
+			conf := filepath.Join(m.dir, "registries.conf")
+			testutil.MustFerry(t, m.dir, append([]string{"mirror-config", "--lock", "relocated.lock.yaml",
+				"--format", "crio", "--output-file", conf}, m.flags...)...)
+			b, err := os.ReadFile(conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("registries.conf:\n%s", b)
+			inspect := func(ref string) ([]byte, string, error) {
+				args := []string{"--registries-conf", conf, "inspect", "--raw"}
+				if m.ca != "" {
+					// containers-certs.d(5): the CA as a *.crt file.
+					certs := t.TempDir()
+					writeFile(t, filepath.Join(certs, "ca.crt"), readFile(t, m.ca))
+					args = append(args, "--cert-dir", certs)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, skopeo, append(args, "docker://"+ref)...)
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				return out, stderr.String(), err
+			}
+
+			m.src.Stop()
+			for _, im := range m.ims {
+				ref := m.src.Host + "/" + im.repo + "@" + im.f.Digest
+				got, stderr, err := inspect(ref)
+				if err != nil {
+					t.Fatalf("skopeo inspect --raw %s with the source stopped: %v\n%s", ref, err, stderr)
+				}
+				if !bytes.Equal(got, im.f.Manifest) {
+					t.Errorf("%s: skopeo read %d bytes hashing to %s, want the source's %d bytes, %s", ref, len(got), sha(got), len(im.f.Manifest), im.f.Digest)
+				}
+			}
+			// By tag: mirror-by-digest-only keeps it away from the mirror,
+			// and the source is down.
+			tagged := m.src.Host + "/" + m.ims[0].repo + ":" + m.ims[0].tag
+			if _, stderr, err := inspect(tagged); err == nil {
+				t.Errorf("skopeo inspect %s succeeded with the source stopped: the mirror answered a pull by tag", tagged)
+			} else {
+				t.Logf("skopeo inspect %s, as it should, fails: %s", tagged, stderr)
+			}
+
+			m.mirror.Stop()
+			ref := m.src.Host + "/" + m.ims[1].repo + "@" + m.ims[1].f.Digest
+			if _, _, err := inspect(ref); err == nil {
+				t.Errorf("skopeo inspect %s succeeded with the source and the mirror stopped: something else served it", ref)
+			}
+		})
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
