@@ -169,6 +169,19 @@ func TestMirrorConfigContainersImage(t *testing.T) {
 				return out, stderr.String(), err
 			}
 
+			// OpenShift's mirror sets carry the mapping skopeo judges below
+			// (the Machine Config Operator writes them into registries.conf):
+			// the same source and mirror, for digests and, since relocate
+			// pushed the tags, for tags.
+			idms := testutil.MustFerry(t, m.dir, append([]string{"mirror-config", "--lock", "relocated.lock.yaml", "--format", "idms"}, m.flags...)...)
+			for _, kind := range []string{"ImageDigestMirrorSet", "ImageTagMirrorSet"} {
+				want := "kind: " + kind + "\nmetadata:\n  name: ferry\nspec:\n  image" + strings.TrimPrefix(strings.TrimSuffix(kind, "Set"), "Image") + "s:\n" +
+					"  - mirrors:\n    - " + m.mirror.Host + "/mirror\n    source: " + m.src.Host + "\n"
+				if !strings.Contains(idms.Stdout, want) {
+					t.Errorf("mirror-config --format idms lacks\n%s\nin\n%s", want, idms.Stdout)
+				}
+			}
+
 			m.src.Stop()
 			for _, im := range m.ims {
 				ref := m.src.Host + "/" + im.repo + "@" + im.f.Digest
