@@ -157,7 +157,11 @@ func TestMirrorConfigContainersImage(t *testing.T) {
 				if m.ca != "" {
 					// containers-certs.d(5): the CA as a *.crt file.
 					certs := t.TempDir()
-					writeFile(t, filepath.Join(certs, "ca.crt"), readFile(t, m.ca))
+					pem, err := os.ReadFile(m.ca)
+					if err != nil {
+						t.Fatal(err)
+					}
+					writeFile(t, filepath.Join(certs, "ca.crt"), pem)
 					args = append(args, "--cert-dir", certs)
 				}
 				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -209,13 +213,4 @@ func TestMirrorConfigContainersImage(t *testing.T) {
 			}
 		})
 	}
-}
-
-func readFile(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
