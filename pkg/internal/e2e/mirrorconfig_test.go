@@ -178,6 +178,15 @@ func TestMirrorConfigContainersImage(t *testing.T) {
 			// the same source and mirror, for digests and, since relocate
 			// pushed the tags, for tags.
 			idms := testutil.MustFerry(t, m.dir, append([]string{"mirror-config", "--lock", "relocated.lock.yaml", "--format", "idms"}, m.flags...)...)
+			docs := testutil.SplitYAML([]byte(idms.Stdout))
+			if len(docs) != 2 {
+				t.Errorf("mirror-config --format idms wrote %d objects, want 2:\n%s", len(docs), idms.Stdout)
+			}
+			for _, d := range docs {
+				if err := testutil.CheckMirrorSet(d); err != nil {
+					t.Errorf("mirror-config --format idms: %v", err)
+				}
+			}
 			for _, kind := range []string{"ImageDigestMirrorSet", "ImageTagMirrorSet"} {
 				want := "kind: " + kind + "\nmetadata:\n  name: ferry\nspec:\n  image" + strings.TrimPrefix(strings.TrimSuffix(kind, "Set"), "Image") + "s:\n" +
 					"  - mirrors:\n    - " + m.mirror.Host + "/mirror\n    source: " + m.src.Host + "\n"
