@@ -59,7 +59,8 @@ type Containerd struct {
 	done   chan struct{}
 }
 
-// StartContainerd starts containerd as the current user with everything
+// StartContainerd starts containerd as the current user (root or not:
+// what it keeps needs no privilege) with everything
 // it writes under temporary directories, waits until ctr reaches it, and
 // stops it (by its PID) when the test ends. Where containerd or ctr is
 // not installed the test is skipped (a failure under CI=true).
@@ -90,8 +91,11 @@ func StartContainerd(t testing.TB) *Containerd {
 		fmt.Fprintf(&b, "  %s,\n", strconv.Quote(p))
 	}
 	b.WriteString("]\n")
-	fmt.Fprintf(&b, "\n[grpc]\n  address = %s\n", strconv.Quote(c.Address))
-	fmt.Fprintf(&b, "\n[ttrpc]\n  address = %s\n", strconv.Quote(filepath.Join(dir, "ttrpc.sock")))
+	// The sockets belong to the current user: containerd chowns them to
+	// uid and gid, 0 by default, which only root may do.
+	owner := fmt.Sprintf("  uid = %d\n  gid = %d\n", os.Getuid(), os.Getgid())
+	fmt.Fprintf(&b, "\n[grpc]\n  address = %s\n%s", strconv.Quote(c.Address), owner)
+	fmt.Fprintf(&b, "\n[ttrpc]\n  address = %s\n%s", strconv.Quote(filepath.Join(dir, "ttrpc.sock")), owner)
 	// No debug or metrics listener.
 	b.WriteString("\n[debug]\n  address = \"\"\n\n[metrics]\n  address = \"\"\n")
 	conf := filepath.Join(dir, "config.toml")
