@@ -65,6 +65,18 @@ func TestMirrorConfigCLI(t *testing.T) {
 			t.Errorf("%s: %v\n%s", out, err, b)
 		}
 	})
+	t.Run("idms to stdout and to a file", func(t *testing.T) {
+		stdout, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "idms", "--never-contact-source")
+		if code != 0 || !strings.Contains(stdout, "kind: ImageDigestMirrorSet\n") || !strings.Contains(stdout, "kind: ImageTagMirrorSet\n") ||
+			!strings.Contains(stdout, "mirrorSourcePolicy: NeverContactSource") {
+			t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+		}
+		out := filepath.Join(t.TempDir(), "idms.yaml")
+		stdout2, stderr, code := runWebhookCLI(t, "mirror-config", "--lock", lockPath, "--format", "idms", "--never-contact-source", "--output-file", out)
+		if b, err := os.ReadFile(out); code != 0 || stdout2 != "" || err != nil || string(b) != stdout {
+			t.Errorf("exit %d, stdout %q, stderr %s, %s: %v\n%s", code, stdout2, stderr, out, err, b)
+		}
+	})
 	// Before the convention -o named the directory, or crio's file.
 	t.Run("legacy -o", func(t *testing.T) {
 		dir := t.TempDir()
@@ -89,7 +101,9 @@ func TestMirrorConfigCLIErrors(t *testing.T) {
 		msg  string
 	}{
 		{"no lock", []string{"mirror-config", "--format", "crio"}, 2, "--lock is required"},
-		{"bad format", []string{"mirror-config", "--lock", flat, "--format", "docker"}, 2, "want containerd or crio"},
+		{"bad format", []string{"mirror-config", "--lock", flat, "--format", "docker"}, 2, "want containerd, crio or idms"},
+		{"idms with a dir", []string{"mirror-config", "--lock", flat, "--format", "idms", "--output-dir", "d"}, 2, "--format idms writes one file"},
+		{"never-contact-source without idms", []string{"mirror-config", "--lock", flat, "--format", "crio", "--never-contact-source"}, 2, "--never-contact-source is for --format idms"},
 		{"containerd without dir", []string{"mirror-config", "--lock", flat}, 2, "pass --output-dir DIR"},
 		{"containerd with a file", []string{"mirror-config", "--lock", flat, "--output-file", "x.conf"}, 2, "pass --output-dir DIR, not --output-file"},
 		{"crio with a dir", []string{"mirror-config", "--lock", flat, "--format", "crio", "--output-dir", "d"}, 2, "pass --output-file FILE, not --output-dir"},

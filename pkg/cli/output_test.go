@@ -342,7 +342,7 @@ func TestFlagValuesComplete(t *testing.T) {
 		{[]string{"unpkg", "--layout", ""}, []string{"path", "host", "flat"}},
 		{[]string{"relocate", "--lock-format", ""}, []string{"ferry", "kbld"}},
 		{[]string{"resolve", "--lock-format", ""}, []string{"ferry", "kbld"}},
-		{[]string{"mirror-config", "--format", ""}, []string{"containerd", "crio"}},
+		{[]string{"mirror-config", "--format", ""}, []string{"containerd", "crio", "idms"}},
 		{[]string{"pkg", "-o", ""}, []string{"text", "json", "yaml"}},
 		{[]string{"inspect", "-o", ""}, []string{"text", "json", "yaml"}},
 		{[]string{"scan", "--output", ""}, []string{"text", "json", "yaml"}},

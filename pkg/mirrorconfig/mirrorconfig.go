@@ -1,7 +1,8 @@
 // Package mirrorconfig turns a relocated lock into registry mirror settings
-// for container runtimes: containerd's hosts.toml files and CRI-O's
-// registries.conf, so that nodes pull source references from the new home
-// without any manifest being rewritten.
+// for container runtimes: containerd's hosts.toml files, CRI-O's
+// registries.conf and OpenShift's ImageDigestMirrorSet and
+// ImageTagMirrorSet, so that nodes pull source references from the new
+// home without any manifest being rewritten.
 package mirrorconfig
 
 import (
@@ -86,6 +87,9 @@ type Options struct {
 	// where the nodes must find it too; for CRI-O the output says where
 	// to put them (containers-certs.d(5)).
 	CACertFiles []string
+	// NeverContactSource (OpenShift mirror sets only) makes a pull the
+	// mirrors cannot serve fail instead of going to the source registry.
+	NeverContactSource bool
 }
 
 // check refuses a host with a scheme or path and a CA file that holds no

@@ -153,6 +153,13 @@ func (r *Registry) Ref(repo string) string {
 	return r.Host + "/" + repo
 }
 
+// Stop ends the registry process now, before the test ends, for tests
+// that prove a client no longer reaches it; the cleanup then has nothing
+// left to do.
+func (r *Registry) Stop() {
+	r.proc.stop()
+}
+
 // RemoteOptions returns the go-containerregistry options that reach this
 // registry from within ctx.
 func (r *Registry) RemoteOptions(ctx context.Context) []remote.Option {

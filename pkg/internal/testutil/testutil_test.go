@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ferry-dev/ferry/pkg/internal/prereq"
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -258,5 +259,49 @@ func TestRegistryStops(t *testing.T) {
 	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("registry pid %d still exists after cleanup (kill 0: %v)", pid, err)
+	}
+}
+
+// A registry stopped midway no longer answers, and containerd started for
+// a test answers ctr and is gone, with its directories, when the test ends.
+func TestRegistryStopAndContainerdStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a registry and containerd")
+	}
+	reg := StartRegistry(t)
+	reg.Stop()
+	if resp, err := http.Get("http://" + reg.Host + "/v2/"); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET /v2/ of a stopped registry answered %s", resp.Status)
+	}
+
+	var pid int
+	var root string
+	t.Run("start", func(t *testing.T) {
+		c := StartContainerd(t)
+		pid, root = c.cmd.Process.Pid, c.Root
+		out, stderr, err := c.Ctr(t, "plugins", "ls")
+		if err != nil {
+			t.Fatalf("ctr plugins ls: %v\n%s", err, stderr)
+		}
+		for _, off := range []string{"cri", "overlayfs"} {
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) > 1 && f[1] == off {
+					t.Errorf("plugin %s is loaded: %s", off, l)
+				}
+			}
+		}
+	})
+	if pid <= 0 {
+		if prereq.InCI() {
+			t.Fatal("no containerd started, so no stop to check")
+		}
+		return // skipped: containerd is not installed
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("containerd pid %d still exists after cleanup (kill 0: %v)", pid, err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("containerd's root %s is still there after cleanup: %v", root, err)
 	}
 }
