@@ -86,5 +86,21 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	}
 	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), %s\n",
 		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), file)
+	if err != nil || s.Delta == nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "delta: %s (%s) expected at the target, from %s\n", plural(s.Delta.Blobs, "blob"), humanBytes(s.Delta.Bytes), deltaBases(s.Delta.Bases))
 	return err
+}
+
+// deltaBases names what a delta was made against.
+func deltaBases(bs []bundle.DeltaBase) string {
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.String()
+	}
+	if len(names) == 0 {
+		return "no base"
+	}
+	return strings.Join(names, ", ")
 }

@@ -101,6 +101,14 @@ func (o *verifyOptions) report(res *workflow.VerifyResult, err error, format str
 		o.root.say(stderr, "%s: ok: the registry holds every manifest and blob of %s", o.lock, plural(res.Images, "image"))
 		return nil
 	}
+	if d := res.Delta; d != nil {
+		// A delta is not a complete bundle: say what it relies on.
+		for _, a := range d.Absent {
+			o.root.say(stderr, "expected at the target: %s (%s, needed by %s)", a.Digest, humanBytes(a.Size), strings.Join(a.Images, ", "))
+		}
+		o.root.say(stderr, "%s: ok as a delta: %s, %s, %s verified inside; %s (%s) expected at the target, from %s", o.input, plural(res.Images, "image"), plural(res.Blobs, "blob"), humanBytes(res.Bytes), plural(d.Blobs, "blob"), humanBytes(d.Bytes), deltaBases(d.Bases))
+		return nil
+	}
 	o.root.say(stderr, "%s: ok: %s, %s, %s verified", o.input, plural(res.Images, "image"), plural(res.Blobs, "blob"), humanBytes(res.Bytes))
 	return nil
 }
