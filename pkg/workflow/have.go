@@ -69,14 +69,14 @@ func haveLock(ctx context.Context, client *access.Client, have *bundle.Have, pat
 		if err != nil {
 			return fmt.Errorf("lock entry %q has no valid digest (%q)", im.Image, im.Digest)
 		}
-		holder, source := "", ""
+		// Where unpkg put it, and where unpkg would put it now (the
+		// same registry may be reached under another name).
+		holder, source := "", at.Location()
+		if source == "" {
+			source = im.Image
+		}
 		if r, err := imageref.Parse(im.Relocated); err == nil && im.Relocated != "" {
 			holder = r.Repo.Name()
-		} else {
-			source = at.Location()
-			if source == "" {
-				source = im.Image
-			}
 		}
 		desc := v1.Descriptor{Digest: h, Size: im.Size, MediaType: types.MediaType(im.MediaType)}
 		g.Go(func() error {
