@@ -1,12 +1,16 @@
 package bundle
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
+
+	"github.com/ferry-dev/ferry/pkg/graph"
 
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -231,5 +235,62 @@ func TestDeltaSplit(t *testing.T) {
 	}
 	if !IsBundle(path) || !IsBundle(PartPath(path, 1)) {
 		t.Error("IsBundle does not know a split bundle")
+	}
+}
+
+// TestDeltaResumes: an interrupted delta resumes from its journal, and a
+// journal of the same images against another base is not taken for it.
+func TestDeltaResumes(t *testing.T) {
+	w := newWorld(t)
+	dir := t.TempDir()
+	api := entryNamed(t, w, w.std.Shared[0].Ref)
+	clean := filepath.Join(dir, "clean.tar")
+	total, err := Write(t.Context(), clean, w.entries, Options{Lock: w.lock, Jobs: 4, Have: haveOf(api)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(dir, "delta.tar")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var handed atomic.Int32
+	entries := wrap(w.entries, func(f graph.Fetcher) graph.Fetcher {
+		return &counting{Fetcher: f, after: func(int) {
+			if handed.Add(1) == 3 {
+				cancel()
+			}
+		}}
+	})
+	if _, err := Write(ctx, path, entries, Options{Lock: w.lock, Jobs: 1, Have: haveOf(api)}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Write: err = %v, want context.Canceled", err)
+	}
+	journaled := len(readJournalLines(t, JournalPath(path)))
+	if journaled == 0 || journaled >= total.Fetched {
+		t.Fatalf("journal lists %d blobs of %d: the cut did not land mid-run", journaled, total.Fetched)
+	}
+	st, err := Write(t.Context(), path, w.fresh(), Options{Lock: w.lock, Jobs: 4, Have: haveOf(api)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Resumed != journaled || st.Fetched != total.Fetched-journaled {
+		t.Errorf("rerun resumed %d and fetched %d, want %d and %d", st.Resumed, st.Fetched, journaled, total.Fetched-journaled)
+	}
+	if fileHash(t, path) != fileHash(t, clean) {
+		t.Error("the resumed delta differs from one written in one go")
+	}
+
+	// Against another base the layout differs: nothing is reused.
+	other := filepath.Join(dir, "other.tar")
+	ctx, cancel = context.WithCancel(t.Context())
+	handed.Store(0)
+	_, _ = Write(ctx, other, entries, Options{Lock: w.lock, Jobs: 1, Have: haveOf(api)})
+	cancel()
+	web := entryNamed(t, w, w.std.Shared[1].Ref)
+	st, err = Write(t.Context(), other, w.fresh(), Options{Lock: w.lock, Jobs: 4, Have: haveOf(web)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Resumed != 0 {
+		t.Errorf("a delta against another base resumed %d blobs of a journal not its own", st.Resumed)
 	}
 }
