@@ -37,7 +37,7 @@ const (
 const mib = 1 << 20
 
 // planVersion names the generator in the cache key: change it whenever
-// planSet or genLayer would produce other bytes.
+// planRelease (release 1) or genLayer would produce other bytes.
 const planVersion = "v2"
 
 // blob is one content-addressed object of the set.
@@ -175,14 +175,9 @@ type repoSpec struct {
 
 var archs = []string{"amd64", "arm64", "ppc64le"}
 
-// planSet decides, from the seed alone, what every repository holds. Sizes
-// are scaled; ids are not, so a layer's bytes depend only on seed and id.
-func planSet(seed uint64, scale float64, bigMiB int) []repoSpec {
-	return planRelease(seed, scale, bigMiB, 1)
-}
-
-// planRelease is planSet for a later release of the same product: from
-// release 2 on, each platform's medium layer and first small layer are
+// planRelease decides, from the seed alone, what every repository holds in
+// a release of the set. Sizes are scaled; ids are not, so a layer's bytes
+// depend only on seed and id. Release 1 is the set itself; from release 2 on, each platform's medium layer and first small layer are
 // rebuilt (new ids, so new bytes, same sizes), as a monthly update does;
 // the base, large and other small layers stay, shared with release 1.
 func planRelease(seed uint64, scale float64, bigMiB int, release int) []repoSpec {
