@@ -139,11 +139,13 @@ func checkExpected(ctx context.Context, client *access.Client, images []Image, e
 	scopes := map[string][]string{}
 	regs := map[string]name.Registry{}
 	ask := map[v1.Hash][]name.Repository{}
-	for _, h := range order {
-		n := needs[h]
+	for _, n := range needs {
 		for _, t := range n.targets {
 			regs[t.RegistryStr()] = t.Registry
 		}
+	}
+	for _, h := range order {
+		n := needs[h]
 		repos := slices.Clone(n.targets)
 		for _, c := range candidates(exp[h]) {
 			if _, ok := regs[c.RegistryStr()]; ok && !slices.ContainsFunc(repos, func(r name.Repository) bool { return r.Name() == c.Name() }) {
