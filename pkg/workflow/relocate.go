@@ -38,6 +38,9 @@ type RelocateResult struct {
 	// ArtifactsLeftOut counts the signatures, attestations, SBOMs and
 	// referrers a bundle carries that unpkg --supply-chain=false left out.
 	ArtifactsLeftOut int `json:"artifactsLeftOut,omitempty"`
+	// DeltaBlobs counts, for a delta bundle, the blobs it left out that
+	// were found at the target before anything was pushed.
+	DeltaBlobs int `json:"deltaBlobs,omitempty"`
 	// TrailingBytes counts bytes after the end of the bundle's tar archive
 	// (unpkg only): they are ignored, and worth a warning.
 	TrailingBytes int64 `json:"trailingBytes,omitempty"`
@@ -101,6 +104,7 @@ func Unpkg(ctx context.Context, client *access.Client, path string, o RelocateOp
 		return nil, nil, fmt.Errorf("delta bundle %s: %w: unpkg the bundle they came in into this registry first (or relocate their images), or carry a full bundle made without --have", r.Path(), err)
 	}
 	if res != nil {
+		res.DeltaBlobs = len(ro.Expected)
 		res.TrailingBytes = r.TrailingBytes()
 		if !o.SupplyChain {
 			res.ArtifactsLeftOut = len(r.Artifacts())

@@ -205,6 +205,12 @@ func TestDeltaBundle(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("unpkg of the delta: exit %d\n%s", r.Code, r.Stderr)
 	}
+	var pushed struct {
+		DeltaBlobs int `json:"deltaBlobs"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &pushed); err != nil || pushed.DeltaBlobs != shared {
+		t.Errorf("unpkg -o json deltaBlobs = %d (%v), want %d", pushed.DeltaBlobs, err, shared)
+	}
 	judge(t, air.Host, "air", v2s)
 	if b, pairs, m, tags := readState(t, air.StorageDir).missing("air", v2s); b+pairs+m+tags != 0 {
 		t.Errorf("after the delta the target lacks %d blobs, %d repository links, %d manifests, %d tags of v2", b, pairs, m, tags)
