@@ -176,6 +176,10 @@ func encodeDelta(have *Have, absent map[v1.Hash]*item) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", DeltaFile, err)
 	}
+	// Readers refuse a larger record: never write a bundle they refuse.
+	if len(b) >= MaxDeltaSize {
+		return nil, fmt.Errorf("%s would be %d bytes (%d absent blobs), more than the %d a reader accepts: split the release into several bundles, or leave out --have", DeltaFile, len(b), len(d.Absent), MaxDeltaSize)
+	}
 	return append(b, '\n'), nil
 }
 
