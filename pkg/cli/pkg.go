@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/workflow"
@@ -118,6 +119,11 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 	// Found now, not after every image has been fetched.
 	if err := checkWritable("--bundle", o.bundle); err != nil {
 		return err
+	}
+	for _, h := range o.have {
+		if _, err := os.Stat(h); err != nil && !bundle.IsBundle(h) {
+			return fmt.Errorf("--have %s: %w: give the relocated lock unpkg wrote, or an earlier bundle", h, err)
+		}
 	}
 	client, err := o.reg.client(cmd)
 	if err != nil {
