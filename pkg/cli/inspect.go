@@ -24,7 +24,9 @@ func newInspectCmd(root *rootOptions) *cobra.Command {
 		Short: "Show what a bundle holds: images, platforms, sizes, shared bytes",
 		Long: `inspect lists a bundle's images with their digests, media types, platforms and
 sizes, and how many bytes storing shared blobs once saved. It reads the manifests
-(checking each) but not the layers: 'ferry verify -i' re-hashes everything.`,
+(checking each) but not the layers: 'ferry verify -i' re-hashes everything. A delta
+bundle (pkg --have) ends with a line "delta: N blobs (SIZE) expected at the target"
+naming its bases; -o json carries them as "delta".`,
 		Example: `  ferry inspect -i bundle.tar
 
   # Digests of every image, for a script

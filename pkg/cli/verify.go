@@ -29,7 +29,10 @@ func newVerifyCmd(root *rootOptions) *cobra.Command {
 		Long: `verify -i re-hashes every manifest and blob of a bundle and checks that each image
 finds every manifest, config and layer it refers to (non-distributable layers
 recorded as left out excepted). Each damaged or missing blob is named on stderr
-with the images that need it, and verify exits 1.
+with the images that need it, and verify exits 1. A delta bundle (pkg --have) is
+checked as such: the blobs it lists as left out are named as expected at the
+target, not as missing, and the last line says "ok as a delta"; any other absent
+blob is damage.
 
 verify --lock asks the registry of each lock entry (its relocated location, else the
 resolved one) for the manifest, every child manifest and every blob.
