@@ -235,6 +235,9 @@ func TestDeltaBundle(t *testing.T) {
 	if r := testutil.MustFerry(t, dir, "verify", "-i", "split/v2.tar"); !strings.Contains(r.Stderr, "ok as a delta") {
 		t.Errorf("verify of a split delta:\n%s", r.Stderr)
 	}
+	if r := into(air, "split/v2.tar.part-0001", "v2-split.relocated.lock.yaml"); r.Code != 0 {
+		t.Errorf("unpkg of a split delta: exit %d\n%s", r.Code, r.Stderr)
+	}
 
 	// Month three: a delta of a delta, against both relocated locks, and
 	// against the v2 delta bundle alone (which relies on v1 in turn).
