@@ -82,7 +82,7 @@ func haveLock(ctx context.Context, client *access.Client, have *bundle.Have, pat
 		g.Go(func() error {
 			root, err := graph.Walk(gctx, repo, desc, graph.Options{})
 			if err != nil {
-				return fmt.Errorf("fetching manifests of %q (%s@%s) to know its blobs: %w", im.Image, ref.Repo, im.Digest, err)
+				return fmt.Errorf("fetching manifests of %q (%s@%s) to know its blobs: %w (if the source no longer has it, give --have the bundle that carried it)", im.Image, ref.Repo, im.Digest, err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
