@@ -156,3 +156,34 @@ func TestKeepYAMLSection(t *testing.T) {
 		t.Errorf("without a section: %q", got)
 	}
 }
+
+func TestDeltaNeed(t *testing.T) {
+	b := func(d string, n int64) blob { return blob{Digest: d, Size: n} }
+	v1s := &imageSet{Images: []image{{Top: b("m1", 10), Manif: []manifest{{blob: b("m1", 10), Config: b("c1", 5), Layers: []blob{b("base", 100), b("app1", 50)}}}}}}
+	v2s := &imageSet{Images: []image{{Top: b("m2", 11), Manif: []manifest{{blob: b("m2", 11), Config: b("c2", 6), Layers: []blob{b("base", 100), b("app2", 40)}}}}}}
+	newBytes, manifestBytes, newBlobs := deltaNeed(v1s, v2s)
+	if newBytes != 46 || manifestBytes != 11 || newBlobs != 2 {
+		t.Errorf("deltaNeed = %d new bytes, %d manifest bytes, %d new blobs; want 46, 11, 2", newBytes, manifestBytes, newBlobs)
+	}
+	// Release 2 shares the base and large layers and rebuilds the medium one.
+	r1, r2 := planRelease(1, 0.01, 0, 1), planRelease(1, 0.01, 0, 2)
+	same, changed := 0, 0
+	for i := range r1 {
+		for j := range r1[i].platforms {
+			for k, l := range r1[i].platforms[j].layers {
+				l2 := r2[i].platforms[j].layers[k]
+				if l.size != l2.size {
+					t.Fatalf("%s: release 2 changed a layer's size", l.id)
+				}
+				if l.id == l2.id {
+					same++
+				} else {
+					changed++
+				}
+			}
+		}
+	}
+	if changed == 0 || same <= changed {
+		t.Errorf("release 2 keeps %d layers and rebuilds %d: want most kept", same, changed)
+	}
+}

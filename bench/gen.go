@@ -37,7 +37,7 @@ const (
 const mib = 1 << 20
 
 // planVersion names the generator in the cache key: change it whenever
-// planSet or genLayer would produce other bytes.
+// planRelease (release 1) or genLayer would produce other bytes.
 const planVersion = "v2"
 
 // blob is one content-addressed object of the set.
@@ -175,9 +175,18 @@ type repoSpec struct {
 
 var archs = []string{"amd64", "arm64", "ppc64le"}
 
-// planSet decides, from the seed alone, what every repository holds. Sizes
-// are scaled; ids are not, so a layer's bytes depend only on seed and id.
-func planSet(seed uint64, scale float64, bigMiB int) []repoSpec {
+// planRelease decides, from the seed alone, what every repository holds in
+// a release of the set. Sizes are scaled; ids are not, so a layer's bytes
+// depend only on seed and id. Release 1 is the set itself; from release 2 on, each platform's medium layer and first small layer are
+// rebuilt (new ids, so new bytes, same sizes), as a monthly update does;
+// the base, large and other small layers stay, shared with release 1.
+func planRelease(seed uint64, scale float64, bigMiB int, release int) []repoSpec {
+	rebuilt := func(id string) string {
+		if release > 1 {
+			return fmt.Sprintf("%s-r%d", id, release)
+		}
+		return id
+	}
 	rng := rand.New(rand.NewChaCha8(seedBytes(seed, "plan")))
 	sz := func(m float64) int64 {
 		n := int64(math.Round(m * mib * scale))
@@ -194,9 +203,13 @@ func planSet(seed uint64, scale float64, bigMiB int) []repoSpec {
 		if large {
 			ls = append(ls, layerSpec{id: repo + "-" + arch + "-large", size: sz(between(50, 100))})
 		}
-		ls = append(ls, layerSpec{id: repo + "-" + arch + "-medium", size: sz(between(8, 30))})
+		ls = append(ls, layerSpec{id: rebuilt(repo + "-" + arch + "-medium"), size: sz(between(8, 30))})
 		for i := range 3 + rng.IntN(6) {
-			ls = append(ls, layerSpec{id: fmt.Sprintf("%s-%s-small%d", repo, arch, i), size: sz(between(0.02, 3))})
+			id := fmt.Sprintf("%s-%s-small%d", repo, arch, i)
+			if i == 0 {
+				id = rebuilt(id)
+			}
+			ls = append(ls, layerSpec{id: id, size: sz(between(0.02, 3))})
 		}
 		return ls
 	}
@@ -478,8 +491,14 @@ type jsonManifest struct {
 
 // generate pushes the planned set into the registry at host and returns it.
 func generate(ctx context.Context, host string, seed uint64, scale float64, bigMiB int, logf func(string, ...any)) (*imageSet, error) {
+	return generateRelease(ctx, host, seed, scale, bigMiB, 1, logf)
+}
+
+// generateRelease pushes release n of the set (see planRelease), tagged
+// "vN", into the registry at host and returns it.
+func generateRelease(ctx context.Context, host string, seed uint64, scale float64, bigMiB, release int, logf func(string, ...any)) (*imageSet, error) {
 	p := &pusher{base: "http://" + host, client: &http.Client{Transport: newTransport()}}
-	plan := planSet(seed, scale, bigMiB)
+	plan := planRelease(seed, scale, bigMiB, release)
 	type done struct {
 		b      blob // media type unset; set per manifest
 		diffID string
@@ -491,7 +510,7 @@ func generate(ctx context.Context, host string, seed uint64, scale float64, bigM
 	start := time.Now()
 	var generated int64
 	for _, r := range plan {
-		im := image{Name: r.name, Tag: "v1", IsIndex: r.index}
+		im := image{Name: r.name, Tag: fmt.Sprintf("v%d", release), IsIndex: r.index}
 		for _, pl := range r.platforms {
 			var diffIDs []string
 			var ls []blob

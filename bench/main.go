@@ -39,7 +39,9 @@ type config struct {
 	// the existing report.
 	onlyScales bool
 	// onlyYAML runs just the YAML study (bench/yaml.go).
-	onlyYAML  bool
+	onlyYAML bool
+	// onlyDelta runs just the delta study (bench/delta.go).
+	onlyDelta bool
 	yamlSizes []int
 	yamlFerry string
 	yamlArgs  []string
@@ -61,6 +63,7 @@ func main() {
 	flag.IntVar(&c.floorRuns, "floor-runs", 3, "repetitions of each floor measurement")
 	flag.BoolVar(&c.onlyScales, "only-scales", false, "run only the -scales study and replace that section of the existing -out report")
 	flag.BoolVar(&c.onlyYAML, "only-yaml", false, "run only the YAML study (scan and rewrite memory against input size) and replace that section of the -out report")
+	flag.BoolVar(&c.onlyDelta, "only-delta", false, "run only the delta study (v1 and v2 releases of the set at -scale; pkg of v2 in full and with --have, -runs times) and replace that section of the -out report")
 	flag.StringVar(&yamlSizes, "yaml-sizes", "1,10,100", "input sizes in MiB for -only-yaml")
 	flag.StringVar(&c.yamlFerry, "yaml-ferry", "", "ferry binary for -only-yaml (default: build this tree)")
 	flag.StringVar(&yamlArgs, "yaml-args", "", "extra ferry arguments for -only-yaml, space-separated")
@@ -112,6 +115,9 @@ func main() {
 	run := run
 	if c.onlyYAML {
 		run = runYAMLStudy
+	}
+	if c.onlyDelta {
+		run = runDeltaStudy
 	}
 	err := run(ctx, c)
 	runCleanups()
@@ -213,6 +219,7 @@ func run(ctx context.Context, c config) error {
 			doc = splice(doc, sec)
 		}
 		doc = keepYAMLSection(doc, string(old))
+		doc = keepDeltaSection(doc, string(old))
 	}
 	if err := os.WriteFile(c.out, []byte(doc), 0o644); err != nil {
 		return err

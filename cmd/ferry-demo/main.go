@@ -90,6 +90,24 @@ func run(ctx context.Context) error {
 		}
 	}
 	step("done: every image now lives in the air-gapped registry under the same digests, and the release points at it")
+
+	// The monthly update: busybox moves to 1.37; the delta leaves out every
+	// blob relocated.lock.yaml says is inside.
+	v2 := strings.ReplaceAll(releaseYAML(public), "busybox:1.36", "busybox:1.37")
+	if err := os.WriteFile(filepath.Join(work, "release-v2.yaml"), []byte(v2), 0o644); err != nil {
+		return err
+	}
+	step("next month: release-v2.yaml moves busybox to 1.37; bundle only what the air gap lacks")
+	for _, s := range [][]string{
+		{"pkg", "-f", "release-v2.yaml", "--bundle", "delta.tar", "--have", "relocated.lock.yaml", "--insecure-registry", public},
+		{"inspect", "-i", "delta.tar"},
+		{"unpkg", "-i", "delta.tar", "--repository", airgap + "/mirror", "--lock-output", "relocated-v2.lock.yaml", "--insecure-registry", airgap},
+	} {
+		if err := f(s...); err != nil {
+			return err
+		}
+	}
+	step("done: the update carried the new layer and the manifests, nothing the air gap already held")
 	return nil
 }
 
@@ -154,7 +172,19 @@ func pushSamples(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	return remote.Write(ref("busybox/busybox:1.36"), img, opts...)
+	if err := remote.Write(ref("busybox/busybox:1.36"), img, opts...); err != nil {
+		return err
+	}
+	// Next month's busybox: the same layers and one more.
+	top, err := random.Layer(8<<10, types.DockerLayer)
+	if err != nil {
+		return err
+	}
+	next, err := mutate.AppendLayers(img, top)
+	if err != nil {
+		return err
+	}
+	return remote.Write(ref("busybox/busybox:1.37"), next, opts...)
 }
 
 func releaseYAML(host string) string {

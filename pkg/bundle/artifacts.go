@@ -183,6 +183,12 @@ func (r *Reader) verifyArtifacts(ctx context.Context, bad map[v1.Hash]string, us
 		for _, b := range root.AllBlobs() {
 			use(b.Digest, name)
 			size, present := r.Has(b.Digest)
+			if ab, expected := r.absent(b.Digest); expected && !present {
+				if why := absentSize(ab, b, a.Desc.Digest); why != "" {
+					missing[b.Digest] = why
+				}
+				continue
+			}
 			switch {
 			case !present:
 				missing[b.Digest] = "missing from the bundle"

@@ -432,7 +432,7 @@ func damagePartial(t *testing.T, w *world, path, digest string) {
 	if err = w.lock.Encode(b, lock.FormatFerry); err != nil {
 		t.Fatal(err)
 	}
-	p, err := newPlan(w.entries, b.Bytes())
+	p, err := newPlan(w.entries, b.Bytes(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

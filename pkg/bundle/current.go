@@ -79,7 +79,7 @@ func CurrentWith(ctx context.Context, path string, lf *lock.File, o CurrentOptio
 	if err != nil {
 		return false
 	}
-	p, err := newPlan(entries, lockYAML)
+	p, err := newPlan(entries, lockYAML, nil)
 	if err != nil {
 		return false
 	}

@@ -30,6 +30,9 @@ func FuzzOpen(f *testing.F) {
 	f.Add(makeTar(f, []entry{validLayout, validIndex, {name: "../evil", body: "x"}}))
 	f.Add(valid[:len(valid)-1024])
 	f.Add(paxTar(f))
+	// A delta: its record, and index.json pinning it.
+	record := `{"mediaType":"` + MediaTypeDelta + `","bases":[],"absent":[{"digest":"sha256:` + hexA + `","size":2,"images":["x"],"bases":[]}]}`
+	f.Add(makeTar(f, []entry{validLayout, {name: "index.json", body: `{"schemaVersion":2,"manifests":[],"annotations":{"` + AnnotationDeltaDigest + `":"` + sha256Of([]byte(record)) + `"}}`}, {name: DeltaFile, body: record}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		before := heapAllocs()
 		r, err := openReaderAt("fuzz.tar", bytes.NewReader(b), int64(len(b)))

@@ -31,6 +31,9 @@ type Summary struct {
 	TrailingBytes int64 `json:"trailingBytes,omitempty"`
 	// Parts is the parts file of a split bundle (see PartsPath).
 	Parts *Parts `json:"parts,omitempty"`
+	// Delta is set for a delta bundle: the blobs it leaves out, expected
+	// at the target. UniqueBytes does not count them.
+	Delta *DeltaSummary `json:"delta,omitempty"`
 }
 
 // ImageSummary is one image or index of a bundle.
@@ -108,7 +111,7 @@ func Inspect(path string) (Summary, error) {
 	}
 	defer r.Close()
 	ctx := context.Background()
-	s := Summary{FileSize: r.size, HasLock: r.lock != nil, TrailingBytes: r.trailing, Images: []ImageSummary{}}
+	s := Summary{FileSize: r.size, HasLock: r.lock != nil, TrailingBytes: r.trailing, Images: []ImageSummary{}, Delta: r.delta.Summary()}
 	if base, ok := splitBase(path); ok {
 		if s.Parts, err = ReadParts(base); err != nil {
 			return Summary{}, err
@@ -162,6 +165,11 @@ func Inspect(path string) (Summary, error) {
 		s.Images = append(s.Images, im)
 	}
 	for h, n := range users {
+		if _, ok := r.absent(h); ok {
+			if _, held := r.Has(h); !held {
+				continue
+			}
+		}
 		s.UniqueBytes += sizes[h]
 		if n > 1 {
 			s.SharedBytes += sizes[h]

@@ -57,8 +57,9 @@ type item struct {
 }
 
 // newPlan lays out the bundle for entries, which must have unique names
-// and walked roots. lockYAML may be nil.
-func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
+// and walked roots. lockYAML may be nil. With have, the blobs it lists are
+// left out and recorded in DeltaFile (manifests always stay in).
+func newPlan(entries []Entry, lockYAML []byte, have *Have) (*plan, error) {
 	entries = slices.Clone(entries)
 	sort.SliceStable(entries, func(i, j int) bool { return entries[i].Name < entries[j].Name })
 	seen := map[string]bool{}
@@ -134,8 +135,28 @@ func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
 		}
 	}
 	idx.Manifests = append(idx.Manifests, artifacts...)
+	var deltaJSON []byte
+	if have != nil {
+		absent := map[v1.Hash]*item{}
+		for h, it := range content {
+			if _, ok := have.Blobs[h]; ok && it.inline == nil {
+				absent[h] = it
+				delete(content, h)
+			}
+		}
+		var err error
+		if deltaJSON, err = encodeDelta(have, absent); err != nil {
+			return nil, err
+		}
+	}
+	if lockYAML != nil || deltaJSON != nil {
+		idx.Annotations = map[string]string{}
+	}
 	if lockYAML != nil {
-		idx.Annotations = map[string]string{AnnotationLockDigest: lockDigest(lockYAML)}
+		idx.Annotations[AnnotationLockDigest] = lockDigest(lockYAML)
+	}
+	if deltaJSON != nil {
+		idx.Annotations[AnnotationDeltaDigest] = sha256Of(deltaJSON)
 	}
 	indexJSON, err := json.MarshalIndent(idx, "", "  ")
 	if err != nil {
@@ -149,6 +170,9 @@ func newPlan(entries []Entry, lockYAML []byte) (*plan, error) {
 	)
 	if lockYAML != nil {
 		p.items = append(p.items, &item{name: LockFile, inline: lockYAML})
+	}
+	if deltaJSON != nil {
+		p.items = append(p.items, &item{name: DeltaFile, inline: deltaJSON})
 	}
 	p.items = append(p.items, &item{name: "blobs/", dir: true}, &item{name: blobDir, dir: true})
 	digests := make([]v1.Hash, 0, len(content))

@@ -30,6 +30,10 @@ type Reader struct {
 	trailing int64
 	// artifacts are the index.json entries of supply-chain artifacts.
 	artifacts []ArtifactRef
+	// delta is DeltaFile, nil for a complete bundle.
+	delta *Delta
+	// indexDigest is the sha256 of index.json.
+	indexDigest string
 }
 
 var _ graph.Fetcher = (*Reader)(nil)
@@ -224,12 +228,12 @@ func entryName(h *tar.Header) (string, error) {
 		return "", invalidf("%q has unsupported tar type %q", raw, h.Typeflag)
 	}
 	switch {
-	case name == LayoutFile, name == IndexFile, name == LockFile, ignored[name]:
+	case name == LayoutFile, name == IndexFile, name == LockFile, name == DeltaFile, ignored[name]:
 		return name, nil
 	case strings.HasPrefix(name, blobDir) && hexRE.MatchString(name[len(blobDir):]):
 		return name, nil
 	}
-	return "", invalidf("unexpected file %q: a bundle holds oci-layout, index.json, %s and blobs/sha256/<64 hex>", raw, LockFile)
+	return "", invalidf("unexpected file %q: a bundle holds oci-layout, index.json, %s, %s and blobs/sha256/<64 hex>", raw, LockFile, DeltaFile)
 }
 
 // loadFiles reads and checks oci-layout, index.json and the lock.
@@ -251,6 +255,18 @@ func (r *Reader) loadFiles(files map[string]section) error {
 	var idx v1.IndexManifest
 	if err := json.Unmarshal(raw, &idx); err != nil {
 		return invalidf("index.json is not a valid index: %v", err)
+	}
+	r.indexDigest = sha256Of(raw)
+	if _, ok := files[DeltaFile]; ok {
+		b, err := r.small(files, DeltaFile, MaxDeltaSize)
+		if err != nil {
+			return err
+		}
+		if err := r.parseDelta(b, idx.Annotations[AnnotationDeltaDigest]); err != nil {
+			return err
+		}
+	} else if d := idx.Annotations[AnnotationDeltaDigest]; d != "" {
+		return invalidf("index.json says the bundle is a delta (%s %s) but it has no %s: the bundle was altered after ferry wrote it", AnnotationDeltaDigest, d, DeltaFile)
 	}
 	for i, d := range idx.Manifests {
 		if d.Digest.Algorithm != "sha256" || !hexRE.MatchString(d.Digest.Hex) {
@@ -317,6 +333,10 @@ func (r *Reader) Lock() *lock.File { return r.lock }
 // padding aside): a file that is not exactly what was written, appended
 // to or copied over a longer one. Readers ignore them; Verify refuses them.
 func (r *Reader) TrailingBytes() int64 { return r.trailing }
+
+// IndexDigest is the sha256 of the bundle's index.json: it pins every
+// image and the lock, and names the bundle as a delta's base.
+func (r *Reader) IndexDigest() string { return r.indexDigest }
 
 // Has reports whether the bundle holds the blob or manifest h, and its size.
 func (r *Reader) Has(h v1.Hash) (int64, bool) {

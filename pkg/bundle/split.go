@@ -365,7 +365,7 @@ func writeSplit(ctx context.Context, path string, entries []Entry, o Options) (S
 			return Stats{}, err
 		}
 	}
-	p, err := newPlan(entries, lockYAML)
+	p, err := newPlan(entries, lockYAML, o.Have)
 	if err != nil {
 		return Stats{}, err
 	}

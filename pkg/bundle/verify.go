@@ -38,6 +38,10 @@ type Report struct {
 	// Problems are the damaged or missing blobs, by digest, and trailing
 	// bytes.
 	Problems []Problem `json:"problems,omitempty"`
+	// Delta is set for a delta bundle: what it relies on at the target.
+	// Its absent blobs are not in Blobs and are no problem; the images'
+	// need of each was checked against the recorded size.
+	Delta *DeltaSummary `json:"delta,omitempty"`
 }
 
 // Problem is one damaged or missing manifest or blob.
@@ -111,7 +115,7 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		return Report{}, err
 	}
 	defer r.Close()
-	rep := Report{Images: len(r.refs), Blobs: len(r.blobs)}
+	rep := Report{Images: len(r.refs), Blobs: len(r.blobs), Delta: r.delta.Summary()}
 	digests := make([]v1.Hash, 0, len(r.blobs))
 	for h, s := range r.blobs {
 		digests = append(digests, h)
@@ -196,6 +200,15 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 			for _, b := range m.Blobs {
 				use(b.Digest, name)
 				size, present := r.Has(b.Digest)
+				if !present {
+					if a, expected := r.absent(b.Digest); expected {
+						if why := absentSize(a, b, m.Desc.Digest); why != "" {
+							missing[b.Digest] = why
+							ok = false
+						}
+						continue
+					}
+				}
 				switch {
 				case !present && !b.MediaType.IsDistributable() && (r.lock == nil || slices.Contains(left, b.Digest.String())):
 					// Left out on purpose, and recorded as such.
@@ -241,6 +254,15 @@ func Verify(ctx context.Context, path string, o VerifyOptions) (Report, error) {
 		return rep, &VerifyError{Path: path, Problems: problems}
 	}
 	return rep, nil
+}
+
+// absentSize checks a delta's absent blob against what a manifest says of
+// it: a size that differs means the delta's record cannot be trusted.
+func absentSize(a AbsentBlob, b v1.Descriptor, manifest v1.Hash) string {
+	if a.Size == b.Size {
+		return ""
+	}
+	return fmt.Sprintf("expected at the target as %d bytes (%s), manifest %s says %d", a.Size, DeltaFile, manifest, b.Size)
 }
 
 // trailingReason says what trailing bytes mean to someone who carried the

@@ -48,6 +48,9 @@ type Options struct {
 	// that many bytes (see PartPath and PartsPath) instead of one file; at
 	// least MinSplitSize.
 	SplitSize int64
+	// Have, when set, makes a delta bundle: the blobs it lists are left
+	// out, and DeltaFile says which, and which images need them.
+	Have *Have
 
 	hooks hooks
 }
@@ -140,7 +143,7 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 			return Stats{}, err
 		}
 	}
-	p, err := newPlan(entries, lockYAML)
+	p, err := newPlan(entries, lockYAML, o.Have)
 	if err != nil {
 		return Stats{}, err
 	}

@@ -24,7 +24,9 @@ func newInspectCmd(root *rootOptions) *cobra.Command {
 		Short: "Show what a bundle holds: images, platforms, sizes, shared bytes",
 		Long: `inspect lists a bundle's images with their digests, media types, platforms and
 sizes, and how many bytes storing shared blobs once saved. It reads the manifests
-(checking each) but not the layers: 'ferry verify -i' re-hashes everything.`,
+(checking each) but not the layers: 'ferry verify -i' re-hashes everything. A delta
+bundle (pkg --have) ends with a line "delta: N blobs (SIZE) expected at the target"
+naming its bases; -o json carries them as "delta".`,
 		Example: `  ferry inspect -i bundle.tar
 
   # Digests of every image, for a script
@@ -86,5 +88,21 @@ func (o *inspectOptions) run(_ context.Context, cmd *cobra.Command, stdout, stde
 	}
 	_, err = fmt.Fprintf(stdout, "\n%s, %s in total, %s stored (%s shared across images), %s\n",
 		plural(len(s.Images), "image"), humanBytes(s.TotalBytes), humanBytes(s.UniqueBytes), humanBytes(s.SharedBytes), file)
+	if err != nil || s.Delta == nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "delta: %s (%s) expected at the target, from %s\n", plural(s.Delta.Blobs, "blob"), humanBytes(s.Delta.Bytes), deltaBases(s.Delta.Bases))
 	return err
+}
+
+// deltaBases names what a delta was made against.
+func deltaBases(bs []bundle.DeltaBase) string {
+	names := make([]string, len(bs))
+	for i, b := range bs {
+		names[i] = b.String()
+	}
+	if len(names) == 0 {
+		return "no base"
+	}
+	return strings.Join(names, ", ")
 }

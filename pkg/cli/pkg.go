@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/workflow"
@@ -20,6 +21,7 @@ type pkgOptions struct {
 	includeNonDistributable bool
 	supplyChain             bool
 	splitSize               string
+	have                    []string
 }
 
 func newPkgCmd(root *rootOptions) *cobra.Command {
@@ -50,6 +52,14 @@ The bundle is built whole in hidden files beside the output (..BUNDLE.tar.whole.
 while fetching), then cut into parts from the end, so the disk holds at most the bundle
 and one part; an interrupted run resumes either step. See docs/bundle.md.
 
+--have FILE (repeatable) makes a delta bundle: FILE is the relocated lock unpkg wrote
+inside (carried back out) or an earlier bundle (a split one by its base name or first
+part). Every blob the images of FILE use is left out, since the target holds it; the
+manifests always travel. The lock's manifests are fetched from the source by digest
+(its relocated locations are out of reach); a bundle is read in place. The bundle lists
+what it leaves out in ferry.delta.json, and unpkg refuses it, before pushing anything,
+at a target that lacks any of those blobs. Without --have the bundle is complete.
+
 A summary goes to stderr; -o json or -o yaml prints the result (bundle, images,
 blobs, bytes) on stdout (see docs/output.md). skopeo reads a bundle too:
 skopeo inspect --raw oci-archive:BUNDLE.tar:REF, where REF is the reference as
@@ -62,6 +72,9 @@ written in the manifests (see docs/bundle.md).`,
 
   # Bundle from a lock written by 'ferry resolve'
   ferry pkg --lock images.lock.yaml --bundle bundle.tar
+
+  # The monthly update: only what the air gap does not hold yet
+  ferry pkg --lock release-v2.lock.yaml --bundle delta.tar --have relocated.lock.yaml
 
   # Cut the bundle into parts that fit 4 GiB FAT32 sticks
   ferry pkg --lock images.lock.yaml --bundle bundle.tar --split-size 4GiB
@@ -81,6 +94,7 @@ written in the manifests (see docs/bundle.md).`,
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "--bundle")
 	cmd.Flags().BoolVar(&o.includeNonDistributable, "include-non-distributable", false, "also bundle non-distributable (foreign) layers; left out by default and recorded in the lock")
 	addSupplyChainFlag(cmd, &o.supplyChain)
+	cmd.Flags().StringArrayVar(&o.have, "have", nil, "make a delta bundle: leave out every blob the images of this relocated lock or earlier bundle use (repeatable)")
 	cmd.Flags().StringVar(&o.splitSize, "split-size", "", "write the bundle as parts of at most this size (4GiB, 700MiB, 4.7GB, bytes; at least 1MiB) and a parts file")
 	return cmd
 }
@@ -106,6 +120,11 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 	if err := checkWritable("--bundle", o.bundle); err != nil {
 		return err
 	}
+	for _, h := range o.have {
+		if _, err := os.Stat(h); err != nil && !bundle.IsBundle(h) {
+			return fmt.Errorf("--have %s: %w: give the relocated lock unpkg wrote, or an earlier bundle", h, err)
+		}
+	}
 	client, err := o.reg.client(cmd)
 	if err != nil {
 		return err
@@ -115,7 +134,7 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 		return err
 	}
 	res, err := workflow.Pkg(ctx, client, lf, o.bundle, workflow.PkgOptions{
-		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr), SupplyChain: o.supplyChain, SplitSize: split})
+		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr), SupplyChain: o.supplyChain, SplitSize: split, Have: o.have})
 	if err != nil {
 		return err
 	}
@@ -132,6 +151,9 @@ func pkgSentence(r *workflow.PkgResult) string {
 	what := fmt.Sprintf("%s, %s, %s", plural(len(r.Images), "image"), plural(r.Blobs, "blob"), humanBytes(r.Bytes))
 	if n := len(r.Parts); n > 0 {
 		what += fmt.Sprintf(" in %s (%s to %s, listed in %s)", plural(n, "part"), r.Parts[0], r.Parts[n-1], r.PartsFile)
+	}
+	if d := r.Delta; d != nil {
+		what += fmt.Sprintf(", a delta leaving out %s (%s) the target holds", plural(d.Blobs, "blob"), humanBytes(d.Bytes))
 	}
 	if r.Unchanged {
 		return fmt.Sprintf("%s is already complete: %s (nothing fetched)", r.Bundle, what)

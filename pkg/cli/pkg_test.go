@@ -131,3 +131,36 @@ func TestBundleCommandsUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestPkgHaveCLI: a --have that names no file is refused before any
+// registry is asked, in one line; a delta's summary says what it left out.
+func TestPkgHaveCLI(t *testing.T) {
+	src := newMemRegistry(t)
+	base, err := random.Image(64<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushRandom(t, src, "team/api:v1", base)
+	dir := t.TempDir()
+	ref := src.host + "/team/api:v1"
+	full := filepath.Join(dir, "full.tar")
+	if _, stderr, code := runCLI(t, "", "pkg", ref, "--bundle", full, "--insecure-registry", src.host); code != 0 {
+		t.Fatalf("pkg: exit %d\n%s", code, stderr)
+	}
+	missing := filepath.Join(dir, "nowhere.lock.yaml")
+	_, stderr, code := runCLI(t, "", "pkg", "nowhere.invalid/x:v1", "--bundle", filepath.Join(dir, "d.tar"), "--have", missing)
+	if code != 1 || !strings.HasPrefix(stderr, "error: --have "+missing+": ") || strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "nowhere.invalid") {
+		t.Errorf("--have of no file: exit %d, stderr %q; want exit 1, one line about --have, before resolving", code, stderr)
+	}
+	stdout, stderr, code := runCLI(t, "", "pkg", ref, "--bundle", filepath.Join(dir, "delta.tar"), "--have", full, "--insecure-registry", src.host, "-o", "json")
+	var res workflow.PkgResult
+	if err := json.Unmarshal([]byte(stdout), &res); code != 0 || err != nil {
+		t.Fatalf("pkg --have: exit %d, %v\n%s", code, err, stderr)
+	}
+	if res.Delta == nil || res.Delta.Blobs != 4 || len(res.Delta.Bases) != 1 || res.Delta.Bases[0].Kind != bundle.BaseBundle {
+		t.Errorf("pkg --have -o json delta = %+v, want 4 blobs (config, every layer) against the bundle", res.Delta)
+	}
+	if !strings.Contains(stderr, "a delta leaving out 4 blobs") {
+		t.Errorf("pkg --have summary:\n%s", stderr)
+	}
+}

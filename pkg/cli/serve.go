@@ -101,8 +101,12 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command, stderr io.Wr
 		return usageErrorf(cmd, "--addr %s listens on every address, so the lock cannot say which one nodes use: pass --repository HOST:PORT", o.addr)
 	}
 	log := o.root.log(stderr)
-	if _, err := checkBundle(ctx, o.input, 4, o.root.progress(stderr), stderr); err != nil {
+	rep, err := checkBundle(ctx, o.input, 4, o.root.progress(stderr), stderr)
+	if err != nil {
 		return err
+	}
+	if d := rep.Delta; d != nil {
+		log.Warn(fmt.Sprintf("%s is a delta bundle: %s (%s) it relies on are not in it, and pulls of them get 404; pull those images from the registry that holds %s", o.input, plural(d.Blobs, "blob"), humanBytes(d.Bytes), deltaBases(d.Bases)))
 	}
 	r, err := bundle.Open(o.input)
 	if err != nil {

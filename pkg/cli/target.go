@@ -95,6 +95,9 @@ func relocateSentence(r *workflow.RelocateResult) string {
 		plural(len(r.Images), "image"), r.Repository,
 		plural(r.BlobsUploaded, "blob"), humanBytes(r.BytesUploaded), r.BlobsMounted, humanBytes(r.BytesMounted), r.BlobsPresent,
 		plural(r.ManifestsPushed, "manifest"), plural(r.TagsPushed, "tag"), r.ManifestsPresent+r.TagsPresent)
+	if r.DeltaBlobs > 0 {
+		s += fmt.Sprintf("; the delta's %s left out were at the target", plural(r.DeltaBlobs, "blob"))
+	}
 	if r.Lock != "" {
 		s += "; wrote " + r.Lock
 	}

@@ -34,7 +34,14 @@ The lock with each image's new location (by digest) is written with --lock-outpu
 or printed; 'ferry rewrite --lock' applies it to the manifests. The --lock-output
 path is checked before anything is pushed. A summary goes to stderr; -o json or
 -o yaml prints the result on stdout instead of the lock (see docs/output.md). See
-docs/layouts.md for where images land.`,
+docs/layouts.md for where images land.
+
+A delta bundle (pkg --have) leaves out blobs the target should already hold. Before
+anything is pushed, unpkg asks the target for each of them (in the repository that
+needs it, or in one it can be mounted from: where the base lock says its images went,
+or where the base's images land under this --repository); if any is missing it stops,
+pushing nothing, naming the blobs, the images that need them and the base they were
+expected from. Keep the lock it writes for the next --have.`,
 		Example: `  # Inside the air gap
   ferry unpkg -i bundle.tar --repository registry.internal/mirror --lock-output relocated.lock.yaml
   ferry rewrite -f release.yaml --lock relocated.lock.yaml > release.relocated.yaml

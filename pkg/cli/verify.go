@@ -29,7 +29,10 @@ func newVerifyCmd(root *rootOptions) *cobra.Command {
 		Long: `verify -i re-hashes every manifest and blob of a bundle and checks that each image
 finds every manifest, config and layer it refers to (non-distributable layers
 recorded as left out excepted). Each damaged or missing blob is named on stderr
-with the images that need it, and verify exits 1.
+with the images that need it, and verify exits 1. A delta bundle (pkg --have) is
+checked as such: the blobs it lists as left out are named as expected at the
+target, not as missing, and the last line says "ok as a delta"; any other absent
+blob is damage.
 
 verify --lock asks the registry of each lock entry (its relocated location, else the
 resolved one) for the manifest, every child manifest and every blob.
@@ -99,6 +102,14 @@ func (o *verifyOptions) report(res *workflow.VerifyResult, err error, format str
 	}
 	if o.lock != "" {
 		o.root.say(stderr, "%s: ok: the registry holds every manifest and blob of %s", o.lock, plural(res.Images, "image"))
+		return nil
+	}
+	if d := res.Delta; d != nil {
+		// A delta is not a complete bundle: say what it relies on.
+		for _, a := range d.Absent {
+			o.root.say(stderr, "expected at the target: %s (%s, needed by %s)", a.Digest, humanBytes(a.Size), strings.Join(a.Images, ", "))
+		}
+		o.root.say(stderr, "%s: ok as a delta: %s, %s, %s verified inside; %s (%s) expected at the target, from %s", o.input, plural(res.Images, "image"), plural(res.Blobs, "blob"), humanBytes(res.Bytes), plural(d.Blobs, "blob"), humanBytes(d.Bytes), deltaBases(d.Bases))
 		return nil
 	}
 	o.root.say(stderr, "%s: ok: %s, %s, %s verified", o.input, plural(res.Images, "image"), plural(res.Blobs, "blob"), humanBytes(res.Bytes))

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-dev/ferry/pkg/bundle"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -249,6 +250,11 @@ func (h *handler) blob(w http.ResponseWriter, r *http.Request, rp *repo, arg str
 		return
 	}
 	sr, ok := h.x.r.Section(dig)
+	if !ok && h.x.r.Delta().Expects(dig) {
+		// A delta bundle leaves out what the target already holds.
+		writeError(w, http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s was left out of this delta bundle (%s): pull it from the registry that holds the delta's base", dig, bundle.DeltaFile))
+		return
+	}
 	if !ok {
 		// A non-distributable layer left out of the bundle.
 		writeError(w, http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s was left out of the bundle (non-distributable)", dig))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/destination"
@@ -49,6 +50,10 @@ type RelocateOptions struct {
 	Repository string
 	// Layout is how source repositories map under Repository.
 	Layout destination.Layout
+	// Expected are blobs the source lacks on purpose (a delta bundle's):
+	// before anything is pushed, each one an image uses must be found at
+	// the target, else Relocate fails with a *BaseMissingError.
+	Expected []Expected
 }
 
 // Relocate places every entry under o.Repository (see package
@@ -120,18 +125,26 @@ func Relocate(ctx context.Context, client *access.Client, entries []Entry, o Rel
 		t := plan[e.Image.Image]
 		images[i] = Image{Name: e.Image.Image, Root: roots[i], From: e.From, To: t.Repo, Tag: t.Tag}
 	}
-	res, err := Push(ctx, client, images, o.Options)
+	attached, err := artifactImages(entries, plan)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	po := o.Options
+	if len(o.Expected) > 0 {
+		held, err := checkExpected(ctx, client, append(slices.Clone(images), attached...), o.Expected, o)
+		if err != nil {
+			return nil, Result{}, err
+		}
+		po.Held = held
+	}
+	res, err := Push(ctx, client, images, po)
 	if err != nil {
 		return nil, res, err
 	}
 	// Artifacts after the images they are attached to: a registry that
 	// checks a referrer's subject then finds it.
-	attached, err := artifactImages(entries, plan)
-	if err != nil {
-		return nil, res, err
-	}
 	if len(attached) > 0 {
-		ao := o.Options
+		ao := po
 		ao.Progress = nil
 		more, err := Push(ctx, client, attached, ao)
 		res.add(more)

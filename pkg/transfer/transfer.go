@@ -46,6 +46,10 @@ type Options struct {
 	Jobs int
 	// Progress receives byte counts and finished images; nil for none.
 	Progress progress.Reporter
+	// Held are repositories of the target registries known to hold a
+	// blob (one a delta bundle left out): it is mounted from there
+	// rather than read from the source.
+	Held map[v1.Hash][]name.Repository
 }
 
 // Result counts what a push did. Blobs are counted once per target
@@ -172,6 +176,14 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 			scopes = append(scopes, r.Scope(transport.PushScope))
 			any = r
 		}
+		// Mount sources must be readable too.
+		for _, rs := range o.Held {
+			for _, r := range rs {
+				if _, target := repos[reg][r.Name()]; r.RegistryStr() == reg && !target && !contains(scopes, r.Scope(transport.PullScope)) {
+					scopes = append(scopes, r.Scope(transport.PullScope))
+				}
+			}
+		}
 		sort.Strings(scopes)
 		c, err := dial(ctx, client, any.Registry, scopes)
 		if err != nil {
@@ -199,6 +211,9 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 		return true
 	}
 	held := map[v1.Hash][]name.Repository{}
+	for h, rs := range o.Held {
+		held[h] = slices.Clone(rs)
+	}
 	for _, mj := range manifests {
 		if !mj.present {
 			continue
@@ -318,6 +333,13 @@ func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 			p.prog.Add(j.desc.Size)
 		}
 		for _, r := range append(missing, rest...) {
+			if holder != nil && holder.Name() == r.Name() {
+				// Held already (a delta's base): nothing to send.
+				p.count.blobsSkipped.Add(1)
+				p.count.bytesSkipped.Add(j.desc.Size)
+				p.prog.Add(j.desc.Size)
+				continue
+			}
 			mounted, err := p.put(ctx, c, j, r, holder)
 			if err != nil {
 				return p.blobErr(j, r, "pushing", err)

@@ -33,6 +33,9 @@ type PkgOptions struct {
 	// SplitSize, above zero, writes the bundle as parts of at most that
 	// many bytes beside a parts file (see bundle.PartPath).
 	SplitSize int64
+	// Have are locks and bundles whose images the target already holds
+	// (see Have): their blobs are left out, making a delta bundle.
+	Have []string
 }
 
 // PkgResult is what pkg made: `ferry pkg -o json` prints it.
@@ -56,6 +59,9 @@ type PkgResult struct {
 	// lists them with their sizes and sha256.
 	Parts     []string `json:"parts,omitempty"`
 	PartsFile string   `json:"partsFile,omitempty"`
+	// Delta is set for a delta bundle (pkg --have): how many blobs, and
+	// bytes, it leaves out for the target to hold, and against what.
+	Delta *bundle.DeltaSummary `json:"delta,omitempty"`
 }
 
 // ErrInterrupted is returned, wrapped, when the context ends mid-bundle:
@@ -79,7 +85,14 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 	if o.SplitSize > 0 {
 		read, partial = bundle.PartsPath(path), "the hidden files "+bundle.SplitWorkFiles(path)
 	}
-	if current(ctx, path, lf, o) {
+	var have *bundle.Have
+	if len(o.Have) > 0 {
+		var err error
+		if have, err = Have(ctx, client, o.Have); err != nil {
+			return nil, err
+		}
+	} else if current(ctx, path, lf, o) {
+		// A delta is recognised once its base is known, by the plan.
 		res.Unchanged = true
 		return res, describe(ctx, read, res, true)
 	}
@@ -91,7 +104,7 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 	if jobs <= 0 {
 		jobs = client.Jobs()
 	}
-	st, err := bundle.Write(ctx, path, entries, bundle.Options{Lock: lf, Jobs: jobs, Progress: o.Progress, SplitSize: o.SplitSize})
+	st, err := bundle.Write(ctx, path, entries, bundle.Options{Lock: lf, Jobs: jobs, Progress: o.Progress, SplitSize: o.SplitSize, Have: have})
 	if errors.Is(err, context.Canceled) {
 		return nil, fmt.Errorf("writing bundle %s: %w; what was fetched is kept in %s: run the same command again to resume", path, ErrInterrupted, partial)
 	}
@@ -144,6 +157,10 @@ func describe(ctx context.Context, path string, res *PkgResult, countBlobs bool)
 		return fmt.Errorf("reading back bundle %s: %w", path, err)
 	}
 	res.Bytes = s.FileSize
+	if s.Delta != nil {
+		res.Delta = s.Delta
+		res.Delta.Absent = nil
+	}
 	res.Images = make([]Image, len(s.Images))
 	for i, im := range s.Images {
 		res.Images[i] = Image{Image: im.Name, Digest: im.Digest, MediaType: im.MediaType, Size: im.Size, Platforms: platforms(im.Platforms)}

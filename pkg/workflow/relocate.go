@@ -2,12 +2,15 @@ package workflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/transfer"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // RelocateResult is what unpkg or relocate pushed: `-o json` prints it.
@@ -35,6 +38,9 @@ type RelocateResult struct {
 	// ArtifactsLeftOut counts the signatures, attestations, SBOMs and
 	// referrers a bundle carries that unpkg --supply-chain=false left out.
 	ArtifactsLeftOut int `json:"artifactsLeftOut,omitempty"`
+	// DeltaBlobs counts, for a delta bundle, the blobs it left out that
+	// were found at the target before anything was pushed.
+	DeltaBlobs int `json:"deltaBlobs,omitempty"`
 	// TrailingBytes counts bytes after the end of the bundle's tar archive
 	// (unpkg only): they are ignored, and worth a warning.
 	TrailingBytes int64 `json:"trailingBytes,omitempty"`
@@ -88,8 +94,17 @@ func Unpkg(ctx context.Context, client *access.Client, path string, o RelocateOp
 	if err != nil {
 		return nil, nil, err
 	}
-	out, res, err := push(ctx, client, entries, o.RelocateOptions)
+	ro := o.RelocateOptions
+	if d := r.Delta(); d != nil {
+		ro.Expected = expected(d)
+	}
+	out, res, err := push(ctx, client, entries, ro)
+	var missing *transfer.BaseMissingError
+	if errors.As(err, &missing) {
+		return nil, nil, fmt.Errorf("delta bundle %s: %w: unpkg the bundle they came in into this registry first (or relocate their images), or carry a full bundle made without --have", r.Path(), err)
+	}
 	if res != nil {
+		res.DeltaBlobs = len(ro.Expected)
 		res.TrailingBytes = r.TrailingBytes()
 		if !o.SupplyChain {
 			res.ArtifactsLeftOut = len(r.Artifacts())
@@ -119,6 +134,31 @@ func push(ctx context.Context, client *access.Client, entries []transfer.Entry, 
 		}
 	}
 	return out, res, nil
+}
+
+// expected lists a delta's absent blobs for the push to find at the
+// target, each naming the bases it is expected from.
+func expected(d *bundle.Delta) []transfer.Expected {
+	bases := map[string]string{}
+	for _, b := range d.Bases {
+		bases[b.Name] = b.String()
+	}
+	out := make([]transfer.Expected, 0, len(d.Absent))
+	for _, a := range d.Absent {
+		h, err := v1.NewHash(a.Digest)
+		if err != nil {
+			continue // checked when the bundle was opened
+		}
+		e := transfer.Expected{Desc: v1.Descriptor{Digest: h, Size: a.Size, MediaType: types.MediaType(a.MediaType)}, Repositories: a.Repositories, Sources: a.Sources}
+		for _, n := range a.Bases {
+			if s, ok := bases[n]; ok {
+				n = s
+			}
+			e.Bases = append(e.Bases, n)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // bundleEntries pairs each image of the bundle with its lock entry, which

@@ -29,6 +29,9 @@ type VerifyResult struct {
 	TrailingBytes int64 `json:"trailingBytes,omitempty"`
 	// Missing are what the registry lacks of a lock.
 	Missing []Missing `json:"missing,omitempty"`
+	// Delta is set for a delta bundle: the blobs it does not hold, which
+	// the target must (unpkg checks that before pushing anything).
+	Delta *bundle.DeltaSummary `json:"delta,omitempty"`
 }
 
 // Missing is one manifest or blob a registry lacks.
@@ -45,7 +48,7 @@ type Missing struct {
 // A damaged bundle gives the result and a *bundle.VerifyError.
 func VerifyBundle(ctx context.Context, path string, o bundle.VerifyOptions) (*VerifyResult, error) {
 	rep, err := bundle.Verify(ctx, path, o)
-	res := &VerifyResult{Bundle: path, Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes, Problems: rep.Problems, TrailingBytes: rep.TrailingBytes}
+	res := &VerifyResult{Bundle: path, Images: rep.Images, Blobs: rep.Blobs, Bytes: rep.Bytes, Problems: rep.Problems, TrailingBytes: rep.TrailingBytes, Delta: rep.Delta}
 	var ve *bundle.VerifyError
 	if errors.As(err, &ve) {
 		res.Problems = ve.Problems
