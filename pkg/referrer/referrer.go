@@ -59,9 +59,10 @@ type Source interface {
 	Tags(ctx context.Context) ([]string, error)
 	// Tagged fetches the manifest a tag names, with its descriptor.
 	Tagged(ctx context.Context, tag string) (v1.Descriptor, []byte, error)
-	// Referrers returns the referrers API's answer for subject, or an
-	// error wrapping NoAPI when the registry has none.
-	Referrers(ctx context.Context, subject v1.Hash) ([]byte, error)
+	// Referrers returns the referrers API's answer for subject, one
+	// image index per page, or an error wrapping NoAPI when the registry
+	// has none.
+	Referrers(ctx context.Context, subject v1.Hash) ([][]byte, error)
 	// Repository names the repository, for messages.
 	Repository() name.Repository
 }
@@ -260,13 +261,31 @@ func (f *Finder) referrers(ctx context.Context, s v1.Hash, tags map[string]bool)
 	noAPI := f.reg.noAPI
 	f.reg.mu.Unlock()
 	if !noAPI {
-		raw, err := f.src.Referrers(ctx, s)
+		pages, err := f.src.Referrers(ctx, s)
 		switch {
 		case err == nil:
 			f.reg.mu.Lock()
 			f.reg.apiKnown = true
 			f.reg.mu.Unlock()
-			return parseIndex(raw, fmt.Sprintf("%s answered the referrers API for %s@%s", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s))
+			var out []v1.Descriptor
+			for i, raw := range pages {
+				what := fmt.Sprintf("%s answered the referrers API for %s@%s", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s)
+				if len(pages) > 1 {
+					what = fmt.Sprintf("%s answered the referrers API for %s@%s (page %d)", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s, i+1)
+				}
+				ds, err := parseIndex(raw, what)
+				if err != nil {
+					return nil, err
+				}
+				// A registry whose list changed between pages may
+				// repeat an entry: each is walked once.
+				for _, d := range ds {
+					if !slices.ContainsFunc(out, func(o v1.Descriptor) bool { return o.Digest == d.Digest }) {
+						out = append(out, d)
+					}
+				}
+			}
+			return out, nil
 		case f.o.NoAPI != nil && errors.Is(err, f.o.NoAPI):
 			f.reg.mu.Lock()
 			f.reg.noAPI, f.reg.apiKnown = true, true

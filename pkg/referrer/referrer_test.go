@@ -1,11 +1,15 @@
 package referrer_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -31,12 +35,15 @@ type world struct {
 	repo name.Repository
 	// front, when set, answers a request before the registry does.
 	front func(w http.ResponseWriter, r *http.Request) bool
+	// reg is the registry behind front.
+	reg http.Handler
 }
 
 func newWorld(t *testing.T, api bool) *world {
 	t.Helper()
 	w := &world{t: t}
 	reg := registry.New(registry.WithReferrersSupport(api), registry.Logger(log.New(io.Discard, "", 0)))
+	w.reg = reg
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if w.front != nil && w.front(rw, r) {
 			return
@@ -377,5 +384,160 @@ func TestFindWithoutTagList(t *testing.T) {
 	c, _ := access.New(access.Options{InsecureHosts: []string{w.host}, Retry: access.RetryPolicy{MaxAttempts: 1}})
 	if _, err := referrer.New(source.New(c, w.repo), referrer.Options{NoAPI: source.ErrNoReferrersAPI}).Find(t.Context(), img.Digest); !errors.Is(err, source.ErrTagsDenied) {
 		t.Errorf("Find without NoList: %v, want ErrTagsDenied", err)
+	}
+}
+
+// paged serves a listing (the referrers API or the tag list) from the
+// registry's whole answer, sorted, one item per page, each page naming the
+// next as link says; pages past the end are empty.
+type paged struct {
+	w *world
+	// link is the Link header of page n (counted from 0) of a listing of
+	// total items, or "".
+	link func(r *http.Request, n, total int) string
+	// pages counts the pages served.
+	pages int
+}
+
+func (p *paged) serve(rw http.ResponseWriter, r *http.Request) bool {
+	referrers := strings.Contains(r.URL.Path, "/referrers/")
+	if !referrers && !strings.HasSuffix(r.URL.Path, "/tags/list") {
+		return false
+	}
+	p.pages++
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	whole := httptest.NewRecorder()
+	first := r.Clone(r.Context())
+	first.URL.RawQuery = ""
+	p.w.reg.ServeHTTP(whole, first)
+	if whole.Code != http.StatusOK {
+		rw.WriteHeader(whole.Code)
+		return true
+	}
+	if referrers {
+		var idx map[string]any
+		if err := json.Unmarshal(whole.Body.Bytes(), &idx); err != nil {
+			p.w.t.Fatal(err)
+		}
+		ms, _ := idx["manifests"].([]any)
+		// The in-memory registry lists referrers in map order.
+		slices.SortFunc(ms, func(a, b any) int {
+			return strings.Compare(a.(map[string]any)["digest"].(string), b.(map[string]any)["digest"].(string))
+		})
+		idx["manifests"] = page(ms, n)
+		if l := p.link(r, n, len(ms)); l != "" {
+			rw.Header().Add("Link", l)
+		}
+		rw.Header().Set("Content-Type", string(types.OCIImageIndex))
+		json.NewEncoder(rw).Encode(idx)
+		return true
+	}
+	var list struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(whole.Body.Bytes(), &list); err != nil {
+		p.w.t.Fatal(err)
+	}
+	slices.Sort(list.Tags)
+	total := len(list.Tags)
+	list.Tags = page(list.Tags, n)
+	if l := p.link(r, n, total); l != "" {
+		rw.Header().Add("Link", l)
+	}
+	json.NewEncoder(rw).Encode(list)
+	return true
+}
+
+func page[T any](all []T, n int) []T {
+	if n >= len(all) {
+		return []T{}
+	}
+	return all[n : n+1]
+}
+
+// TestFindFollowsPages: a registry that pages its referrers answer and its
+// tag list (Link: <...>; rel="next") has every page read.
+func TestFindFollowsPages(t *testing.T) {
+	w := newWorld(t, true)
+	img := w.image(1)
+	sig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(img.Digest, ".sig"))
+	// Three tags: the signature's is on the second page.
+	w.artifact(nil, "application/vnd.oci.image.config.v1+json", "a0")
+	w.artifact(nil, "application/vnd.oci.image.config.v1+json", "v1")
+	refs := []v1.Descriptor{
+		w.artifact(&img, "application/spdx+json", ""),
+		w.artifact(&img, "application/vnd.example.a", ""),
+		w.artifact(&img, "application/vnd.example.b", ""),
+	}
+	// The next page relative to the request, as the distribution spec's
+	// examples have it, after a rel="prev" link in the same header value.
+	p := &paged{w: w, link: func(r *http.Request, n, total int) string {
+		if n+1 >= total {
+			return ""
+		}
+		return fmt.Sprintf(`<%s?n=0>; rel="prev", <%s?n=%d>; rel="next"`, r.URL.Path, r.URL.Path, n+1)
+	}}
+	w.front = p.serve
+	got, err := w.finder(referrer.Options{}).Find(t.Context(), img.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []found{{short(img.Digest), referrer.KindSignature, referrer.TagFor(img.Digest, ".sig"), short(sig.Digest)}}
+	for _, r := range refs {
+		want = append(want, found{short(img.Digest), referrer.KindReferrer, "", short(r.Digest)})
+	}
+	if diff := cmp.Diff(sortRows(want), sortRows(summary(got))); diff != "" {
+		t.Errorf("artifacts (-want +got):\n%s", diff)
+	}
+	// 3 pages of tags, 3 of the image's referrers, and one (empty) for
+	// each of the 4 artifacts found.
+	if p.pages != 3+3+4 {
+		t.Errorf("%d pages served, want %d", p.pages, 3+3+4)
+	}
+}
+
+// TestFindRefusesBadPages: a Link header that loops, cannot be read,
+// leaves the registry or never ends is an error naming the registry, for
+// the referrers API and the tag list alike.
+func TestFindRefusesBadPages(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		link func(path string, n int) string
+		want string
+	}{
+		{"loop", func(path string, n int) string { return fmt.Sprintf(`<%s?n=%d>; rel="next"`, path, (n+1)%2) }, "loop"},
+		{"self", func(path string, n int) string { return fmt.Sprintf(`<%s>; rel="next"`, path) }, "loop"},
+		{"no brackets", func(path string, n int) string { return fmt.Sprintf(`%s?n=1; rel="next"`, path) }, "want <URL>"},
+		{"bad url", func(path string, n int) string { return `<http://[::1/x>; rel="next"` }, "Link header"},
+		{"other host", func(path string, n int) string { return `<https://elsewhere.example/v2/x?n=1>; rel="next"` }, "another host"},
+		{"endless", func(path string, n int) string { return fmt.Sprintf(`<%s?n=%d>; rel="next"`, path, n+1) }, "more than"},
+	} {
+		for _, listing := range []string{"referrers", "tags"} {
+			t.Run(tc.name+"/"+listing, func(t *testing.T) {
+				w := newWorld(t, true)
+				img := w.image(1)
+				w.artifact(&img, "application/spdx+json", "")
+				p := &paged{w: w, link: func(r *http.Request, n, _ int) string {
+					if !strings.Contains(r.URL.Path, listing) {
+						return ""
+					}
+					return tc.link(r.URL.Path, n)
+				}}
+				w.front = p.serve
+				_, err := w.finder(referrer.Options{}).Find(t.Context(), img.Digest)
+				if !errors.Is(err, source.ErrPaging) {
+					t.Fatalf("Find: %v, want ErrPaging", err)
+				}
+				for _, s := range []string{tc.want, w.host} {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not say %q", err, s)
+					}
+				}
+				if p.pages > 1001 {
+					t.Errorf("%d pages read", p.pages)
+				}
+			})
+		}
 	}
 }
