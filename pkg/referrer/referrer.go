@@ -83,6 +83,10 @@ type Options struct {
 	MaxDepth int
 	// Jobs bounds concurrent lookups; 0 means 4.
 	Jobs int
+	// Filter picks the artifacts found by kind or artifactType; the
+	// artifacts of an artifact left out are not looked for. The zero
+	// Filter keeps all.
+	Filter Filter
 	// Registry is what the registry has shown of itself, shared by the
 	// finders of all its repositories, so that a registry without the
 	// referrers API is asked once per run, not once per repository; nil
@@ -202,7 +206,7 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 	var out []Artifact
 	for _, c := range cosignSuffixes {
 		tag := TagFor(s, c.suffix)
-		if tags != nil && !tags[tag] {
+		if tags != nil && !tags[tag] || f.o.Filter.kindOnly() && !f.o.Filter.Keep(c.kind, "") {
 			continue
 		}
 		d, raw, err := f.src.Tagged(ctx, tag)
@@ -220,7 +224,13 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 			return nil, fmt.Errorf("%s:%s: %w", f.src.Repository(), tag, err)
 		}
 		d.ArtifactType = artifactType(n.Raw)
+		if !f.o.Filter.Keep(c.kind, d.ArtifactType) {
+			continue
+		}
 		out = append(out, Artifact{Subject: s, Kind: c.kind, Tag: tag, Desc: d, Node: n})
+	}
+	if f.o.Filter.kindOnly() && !f.o.Filter.Keep(KindReferrer, "") {
+		return out, nil
 	}
 	refs, err := f.referrers(ctx, s, tags)
 	if err != nil {
@@ -239,6 +249,9 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 		// media type even where the manifest declares an artifactType.
 		if at := artifactType(n.Raw); at != "" {
 			d.ArtifactType = at
+		}
+		if !f.o.Filter.Keep(KindReferrer, d.ArtifactType) {
+			continue
 		}
 		out = append(out, Artifact{Subject: s, Kind: KindReferrer, Desc: d, Node: n})
 	}

@@ -541,3 +541,110 @@ func TestFindRefusesBadPages(t *testing.T) {
 		}
 	}
 }
+
+func TestFindFilter(t *testing.T) {
+	w := newWorld(t, true)
+	img := w.image(1)
+	sig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(img.Digest, ".sig"))
+	att := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(img.Digest, ".att"))
+	attSig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(att.Digest, ".sig"))
+	sbom := w.artifact(&img, "application/spdx+json", "")
+	other := w.artifact(&img, "application/vnd.example.other", "")
+	// A signature of the SBOM referrer, and a referrer of the other one.
+	sbomSig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(sbom.Digest, ".sig"))
+	otherRef := w.artifact(&other, "application/spdx+json", "")
+
+	row := func(s v1.Descriptor, kind, suffix string, a v1.Descriptor) found {
+		tag := ""
+		if suffix != "" {
+			tag = referrer.TagFor(s.Digest, suffix)
+		}
+		return found{short(s.Digest), kind, tag, short(a.Digest)}
+	}
+	for _, tc := range []struct {
+		name  string
+		words []string
+		want  []found
+		// apiCalls is how often the referrers API is asked.
+		apiCalls int
+	}{
+		{"all", nil, []found{
+			row(img, referrer.KindSignature, ".sig", sig), row(img, referrer.KindAttestation, ".att", att),
+			row(att, referrer.KindSignature, ".sig", attSig), row(img, referrer.KindReferrer, "", sbom),
+			row(img, referrer.KindReferrer, "", other), row(sbom, referrer.KindSignature, ".sig", sbomSig),
+			row(other, referrer.KindReferrer, "", otherRef),
+		}, 8},
+		// Signatures only: the image's, and its signature's (none); the
+		// attestation's signature is not reached, nor are referrers asked for.
+		{"signatures", []string{"sig"}, []found{row(img, referrer.KindSignature, ".sig", sig)}, 0},
+		{"attestations and signatures", []string{"attestation", "signature"}, []found{
+			row(img, referrer.KindSignature, ".sig", sig), row(img, referrer.KindAttestation, ".att", att),
+			row(att, referrer.KindSignature, ".sig", attSig),
+		}, 0},
+		// A media type: the SBOM, and the SBOM's signature is left out;
+		// the other referrer is left out and so is its own referrer.
+		{"media type", []string{"application/SPDX+json"}, []found{row(img, referrer.KindReferrer, "", sbom)}, 2},
+		{"media type and signatures", []string{"application/spdx+json", "signature"}, []found{
+			row(img, referrer.KindSignature, ".sig", sig), row(img, referrer.KindReferrer, "", sbom),
+			row(sbom, referrer.KindSignature, ".sig", sbomSig),
+		}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := referrer.ParseFilter(tc.words)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apiCalls := 0
+			w.front = func(rw http.ResponseWriter, r *http.Request) bool {
+				if strings.Contains(r.URL.Path, "/referrers/") {
+					apiCalls++
+				}
+				return false
+			}
+			got, err := w.finder(referrer.Options{Filter: f}).Find(t.Context(), img.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(sortRows(tc.want), sortRows(summary(got))); diff != "" {
+				t.Errorf("artifacts (-want +got):\n%s", diff)
+			}
+			if apiCalls != tc.apiCalls {
+				t.Errorf("referrers API asked %d times, want %d", apiCalls, tc.apiCalls)
+			}
+		})
+	}
+}
+
+func TestParseFilter(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		words []string
+		keep  map[[2]string]bool
+		bad   bool
+	}{
+		{"none keeps all", nil, map[[2]string]bool{{"signature", ""}: true, {"referrer", "x/y"}: true}, false},
+		{"aliases", []string{"SIG", "att"}, map[[2]string]bool{{"signature", ""}: true, {"attestation", ""}: true, {"sbom", ""}: false, {"referrer", ""}: false}, false},
+		{"kinds", []string{"sbom", "referrer"}, map[[2]string]bool{{"sbom", ""}: true, {"referrer", "a/b"}: true, {"signature", ""}: false}, false},
+		{"media type", []string{"application/spdx+json"}, map[[2]string]bool{{"referrer", "application/spdx+json"}: true, {"referrer", "application/vnd.cyclonedx+json"}: false, {"signature", ""}: false}, false},
+		{"unknown word", []string{"signatures"}, nil, true},
+		{"bad media type", []string{"application/x; =="}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := referrer.ParseFilter(tc.words)
+			if tc.bad {
+				if !errors.Is(err, referrer.ErrFilter) {
+					t.Fatalf("ParseFilter(%q): %v, want ErrFilter", tc.words, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range tc.keep {
+				if got := f.Keep(k[0], k[1]); got != want {
+					t.Errorf("Keep(%q, %q) = %v, want %v", k[0], k[1], got, want)
+				}
+			}
+		})
+	}
+}
