@@ -51,6 +51,19 @@ func ParseFilter(words []string) (Filter, error) {
 	return f, nil
 }
 
+// Words are f's kinds and media types, canonical (aliases resolved, media
+// types in lower case) and sorted, as a lock records them; nil for the
+// zero Filter.
+func (f Filter) Words() []string {
+	var out []string
+	out = append(out, f.kinds...)
+	for _, t := range f.types {
+		out = append(out, strings.ToLower(t))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // All reports whether f keeps every artifact.
 func (f Filter) All() bool { return len(f.kinds) == 0 && len(f.types) == 0 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/referrer"
 	"github.com/ferry-dev/ferry/pkg/transfer"
 )
 
@@ -50,12 +51,16 @@ type RelocateOptions struct {
 	// and OCI referrers after it: found at the source by Relocate, read
 	// from the bundle by Unpkg.
 	SupplyChain bool
+	// ArtifactTypes picks, of those, the artifacts that travel (by kind
+	// or artifactType); the zero Filter takes all.
+	ArtifactTypes referrer.Filter
 }
 
 // Relocate copies every image of the lock from where it is now into
 // o.Repository and returns the relocated lock.
 func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o RelocateOptions) (*lock.File, *RelocateResult, error) {
-	src := newSources(client)
+	useRecorded(lf, o.SupplyChain, o.ArtifactTypes)
+	src := newSources(client, o.ArtifactTypes)
 	entries := make([]transfer.Entry, 0, len(lf.Images))
 	for _, im := range lf.Images {
 		_, repo, err := src.at(im)
@@ -65,7 +70,7 @@ func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o Reloc
 		entries = append(entries, transfer.Entry{Image: im, From: repo})
 	}
 	if o.SupplyChain {
-		if err := withArtifacts(ctx, client, lf, entries); err != nil {
+		if err := withArtifacts(ctx, src, lf, entries); err != nil {
 			return nil, nil, err
 		}
 	} else {
@@ -73,7 +78,11 @@ func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o Reloc
 			entries[i].Image.Artifacts = nil
 		}
 	}
-	return push(ctx, client, entries, o.RelocateOptions)
+	out, res, err := push(ctx, client, entries, o.RelocateOptions)
+	if out != nil {
+		out.ArtifactTypes = lf.ArtifactTypes
+	}
+	return out, res, err
 }
 
 // Unpkg pushes every image of the bundle at path into o.Repository and
@@ -84,16 +93,21 @@ func Unpkg(ctx context.Context, client *access.Client, path string, o RelocateOp
 		return nil, nil, err
 	}
 	defer r.Close()
-	entries, err := bundleEntries(ctx, r, o.SupplyChain)
+	entries, pushed, err := bundleEntries(ctx, r, o.SupplyChain, o.ArtifactTypes)
 	if err != nil {
 		return nil, nil, err
 	}
 	out, res, err := push(ctx, client, entries, o.RelocateOptions)
+	if out != nil && o.SupplyChain {
+		// The filter in force: this run's, else the bundle's.
+		out.ArtifactTypes = o.ArtifactTypes.Words()
+		if out.ArtifactTypes == nil && r.Lock() != nil {
+			out.ArtifactTypes = r.Lock().ArtifactTypes
+		}
+	}
 	if res != nil {
 		res.TrailingBytes = r.TrailingBytes()
-		if !o.SupplyChain {
-			res.ArtifactsLeftOut = len(r.Artifacts())
-		}
+		res.ArtifactsLeftOut = len(r.Artifacts()) - pushed
 	}
 	return out, res, err
 }
@@ -123,17 +137,19 @@ func push(ctx context.Context, client *access.Client, entries []transfer.Entry, 
 
 // bundleEntries pairs each image of the bundle with its lock entry, which
 // says where it came from and so where it lands. A bundle from another
-// tool has no lock: its reference names stand in.
-func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transfer.Entry, error) {
+// tool has no lock: its reference names stand in. With supply, each
+// image's artifacts that filter keeps go with it; pushed counts those
+// artifacts, each once.
+func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool, filter referrer.Filter) (entries []transfer.Entry, pushed int, err error) {
 	lf := r.Lock()
-	var entries []transfer.Entry
+	taken := map[string]bool{}
 	for _, ref := range r.Entries() {
 		if ref.Name == "" {
-			return nil, fmt.Errorf("bundle %s: image %s has no reference name (org.opencontainers.image.ref.name), so ferry cannot tell where it belongs", r.Path(), ref.Desc.Digest)
+			return nil, 0, fmt.Errorf("bundle %s: image %s has no reference name (org.opencontainers.image.ref.name), so ferry cannot tell where it belongs", r.Path(), ref.Desc.Digest)
 		}
 		root, err := r.Walk(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("bundle %s: reading %q: %w", r.Path(), ref.Name, err)
+			return nil, 0, fmt.Errorf("bundle %s: reading %q: %w", r.Path(), ref.Name, err)
 		}
 		im := lock.Image{Image: ref.Name}
 		if lf != nil {
@@ -153,7 +169,11 @@ func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transf
 		if supply {
 			arts, err := r.ArtifactsOf(ctx, root)
 			if err != nil {
-				return nil, fmt.Errorf("bundle %s: reading the artifacts of %q: %w", r.Path(), ref.Name, err)
+				return nil, 0, fmt.Errorf("bundle %s: reading the artifacts of %q: %w", r.Path(), ref.Name, err)
+			}
+			arts = keepArtifacts(arts, root, filter)
+			for _, a := range arts {
+				taken[a.Subject.String()+" "+a.Root.Desc.Digest.String()+" "+a.Tag] = true
 			}
 			e.Artifacts = toTransfer(arts)
 			im.Artifacts = bundle.LockArtifacts(arts)
@@ -162,7 +182,7 @@ func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transf
 		entries = append(entries, e)
 	}
 	if len(entries) == 0 {
-		return nil, fmt.Errorf("bundle %s holds no images", r.Path())
+		return nil, 0, fmt.Errorf("bundle %s holds no images", r.Path())
 	}
-	return entries, nil
+	return entries, len(taken), nil
 }
