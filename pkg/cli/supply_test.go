@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"maps"
@@ -10,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -438,4 +441,87 @@ func TestArtifactTypeFilter(t *testing.T) {
 	if stdout, stderr, code := runCLI(t, "", "verify", "--lock", out, "--insecure-registry", dst.Host); code != 0 {
 		t.Errorf("verify --lock: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+}
+
+// TestVerifyFollowsReferrersPages: verify --lock reads every page of a
+// referrers answer to find a referrer listed after someone else's, and
+// refuses a Link header that loops.
+func TestVerifyFollowsReferrersPages(t *testing.T) {
+	src, _ := startMem(t, false)
+	s := testutil.SignedSet(t, src)
+	const foreignType = "application/vnd.example.foreign"
+	var ours string
+	for _, a := range s.Attached {
+		if a.Kind == "referrer" && a.Subject == s.Image.Digest {
+			ours = a.Artifact.Digest
+		}
+	}
+	mem := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	var loop atomic.Bool
+	var pages atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/referrers/") {
+			mem.ServeHTTP(w, r)
+			return
+		}
+		pages.Add(1)
+		whole := httptest.NewRecorder()
+		first := r.Clone(r.Context())
+		first.URL.RawQuery = ""
+		mem.ServeHTTP(whole, first)
+		var idx v1.IndexManifest
+		if whole.Code != http.StatusOK || json.Unmarshal(whole.Body.Bytes(), &idx) != nil {
+			w.WriteHeader(whole.Code)
+			return
+		}
+		// One entry a page, ferry's last.
+		slices.SortStableFunc(idx.Manifests, func(a, b v1.Descriptor) int {
+			return cmpBool(a.Digest.String() == ours, b.Digest.String() == ours)
+		})
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		switch {
+		case loop.Load():
+			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, r.URL.Path))
+		case n+1 < len(idx.Manifests):
+			w.Header().Set("Link", fmt.Sprintf(`<%s?n=%d>; rel="next"`, r.URL.Path, n+1))
+		}
+		if n < len(idx.Manifests) {
+			idx.Manifests = idx.Manifests[n : n+1]
+		}
+		w.Header().Set("Content-Type", string(idx.MediaType))
+		json.NewEncoder(w).Encode(idx)
+	}))
+	t.Cleanup(srv.Close)
+	dst := &testutil.Registry{Host: strings.TrimPrefix(srv.URL, "http://"), Scheme: "http", Transport: http.DefaultTransport, Auth: authn.Anonymous}
+	subject := s.Image
+	testutil.PushArtifact(t, dst, "mirror/signed/tool", testutil.ArtifactSpec{Subject: &subject, ArtifactType: foreignType, Payload: []byte("theirs")})
+
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(mf, []byte("image: "+s.Image.Ref+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "relocated.lock.yaml")
+	if _, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.Host+"/mirror", "--insecure-registry", src.Host, "--insecure-registry", dst.Host, "--lock-output", out); code != 0 {
+		t.Fatalf("relocate: exit %d:\n%s", code, stderr)
+	}
+	pages.Store(0)
+	if stdout, stderr, code := runCLI(t, "", "verify", "--lock", out, "--insecure-registry", dst.Host); code != 0 || pages.Load() < 2 {
+		t.Errorf("verify --lock: exit %d after %d pages\n%s\n%s", code, pages.Load(), stdout, stderr)
+	}
+	loop.Store(true)
+	if _, stderr, code := runCLI(t, "", "verify", "--lock", out, "--insecure-registry", dst.Host); code != 1 || !strings.Contains(stderr, "loop") {
+		t.Errorf("verify --lock with a looping Link: exit %d, want 1 and a word on the loop:\n%s", code, stderr)
+	}
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

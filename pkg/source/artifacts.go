@@ -34,8 +34,9 @@ var ErrNoTag = errors.New("no such tag")
 // (or loop through ever new URLs) cannot keep a run busy. A referrers page
 // may be as large as a manifest, so fewer of them are read.
 const (
-	maxTagPages      = 1000
-	maxReferrerPages = 100
+	maxTagPages = 1000
+	// MaxReferrerPages bounds the pages of a referrers answer.
+	MaxReferrerPages = 100
 )
 
 // ErrPaging is returned when a registry's pagination cannot be followed:
@@ -50,9 +51,9 @@ func (r *Repo) Tags(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := newPager(r.url("tags/list"), maxTagPages)
+	p := NewPager(r.url("tags/list"), maxTagPages)
 	var tags []string
-	for next := p.first(); next != ""; {
+	for next := p.First(); next != ""; {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, next, nil)
 		if err != nil {
 			return nil, err
@@ -83,7 +84,7 @@ func (r *Repo) Tags(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("listing tags of %s: the answer is not a tag list: %w", r.repo, err)
 		}
 		tags = append(tags, list.Tags...)
-		if next, err = p.next(resp.Header.Values("Link")); err != nil {
+		if next, err = p.Next(resp.Header.Values("Link")); err != nil {
 			return nil, fmt.Errorf("listing tags of %s (%d tags read): %w", r.repo, len(tags), err)
 		}
 	}
@@ -95,26 +96,28 @@ func (r *Repo) url(path string) *url.URL {
 	return &url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/%s", r.repo.RepositoryStr(), path)}
 }
 
-// pager follows the rel="next" Link headers of a paginated listing (the
+// Pager follows the rel="next" Link headers of a paginated listing (the
 // distribution spec's tag list and referrers API), refusing a loop, a
 // jump to another host and more than max pages.
-type pager struct {
+type Pager struct {
 	at   *url.URL
 	seen map[string]bool
 	// read counts the pages asked for, max bounds them.
 	read, max int
 }
 
-func newPager(first *url.URL, max int) *pager {
-	return &pager{at: first, seen: map[string]bool{first.String(): true}, read: 1, max: max}
+// NewPager starts at the listing's first page and reads at most max.
+func NewPager(first *url.URL, max int) *Pager {
+	return &Pager{at: first, seen: map[string]bool{first.String(): true}, read: 1, max: max}
 }
 
-// first is the first page's address.
-func (p *pager) first() string { return p.at.String() }
+// First is the first page's address.
+func (p *Pager) First() string { return p.at.String() }
 
-// next reads the Link headers of the page just read and returns the next
-// page's address, resolved against the current one; "" when there is none.
-func (p *pager) next(links []string) (string, error) {
+// Next reads the Link headers of the page just read and returns the next
+// page's address, resolved against the current one; "" when there is none,
+// an error wrapping ErrPaging when it cannot be followed.
+func (p *Pager) Next(links []string) (string, error) {
 	target, ok, err := nextLink(links)
 	if err != nil || !ok {
 		return "", err
@@ -203,9 +206,9 @@ func (r *Repo) Tagged(ctx context.Context, tag string) (v1.Descriptor, []byte, e
 // registry may split a long list and name the next page in a Link header.
 // ErrNoReferrersAPI when the registry has no such API.
 func (r *Repo) Referrers(ctx context.Context, subject v1.Hash) ([][]byte, error) {
-	p := newPager(r.url("referrers/"+subject.String()), maxReferrerPages)
+	p := NewPager(r.url("referrers/"+subject.String()), MaxReferrerPages)
 	var pages [][]byte
-	for next := p.first(); next != ""; {
+	for next := p.First(); next != ""; {
 		raw, h, err := r.fetch(ctx, next, string(types.OCIImageIndex))
 		var se *statusError
 		if len(pages) == 0 && (errors.As(err, &se) && (se.code == http.StatusBadRequest || se.code == http.StatusMethodNotAllowed) || errors.Is(err, errNotFound)) {
@@ -215,7 +218,7 @@ func (r *Repo) Referrers(ctx context.Context, subject v1.Hash) ([][]byte, error)
 			return nil, fmt.Errorf("asking %s for the referrers of %s (page %d): %w", r.repo, subject, len(pages)+1, err)
 		}
 		pages = append(pages, raw)
-		if next, err = p.next(h.Values("Link")); err != nil {
+		if next, err = p.Next(h.Values("Link")); err != nil {
 			return nil, fmt.Errorf("asking %s for the referrers of %s (%d pages read): %w", r.repo, subject, len(pages), err)
 		}
 	}
