@@ -92,29 +92,16 @@ func withArtifacts(ctx context.Context, src *sources, lf *lock.File, entries []t
 	return nil
 }
 
-// keepArtifacts keeps the artifacts of the image root that f picks, and
-// drops with an artifact left out every artifact attached to it: nothing
-// travels whose subject stays behind.
+// keepArtifacts keeps, in their order, the artifacts of the image root
+// that f picks, and drops with an artifact left out every artifact
+// attached to it: nothing travels whose subject stays behind.
 func keepArtifacts(arts []bundle.Artifact, root *graph.Node, f referrer.Filter) []bundle.Artifact {
-	var roots []string
-	for _, m := range root.Manifests() {
-		roots = append(roots, m.Desc.Digest.String())
-	}
-	return prune(roots, arts, f, func(a bundle.Artifact) (string, string, string, string) {
-		return a.Subject.String(), a.Root.Desc.Digest.String(), a.Kind, a.Root.Desc.ArtifactType
-	})
-}
-
-// prune keeps the artifacts f picks whose subject is one of roots or an
-// artifact kept, in their order; of says what an artifact is: subject,
-// digest, kind and artifactType.
-func prune[T any](roots []string, arts []T, f referrer.Filter, of func(T) (subject, digest, kind, artifactType string)) []T {
 	if f.All() {
 		return arts
 	}
-	have := map[string]bool{}
-	for _, r := range roots {
-		have[r] = true
+	have := map[v1.Hash]bool{}
+	for _, m := range root.Manifests() {
+		have[m.Desc.Digest] = true
 	}
 	taken := make([]bool, len(arts))
 	// Artifacts are ordered by subject digest, not by depth: repeat until
@@ -122,14 +109,13 @@ func prune[T any](roots []string, arts []T, f referrer.Filter, of func(T) (subje
 	for changed := true; changed; {
 		changed = false
 		for i, a := range arts {
-			subject, digest, kind, at := of(a)
-			if taken[i] || !have[subject] || !f.Keep(kind, at) {
+			if taken[i] || !have[a.Subject] || !f.Keep(a.Kind, a.Root.Desc.ArtifactType) {
 				continue
 			}
-			taken[i], have[digest], changed = true, true, true
+			taken[i], have[a.Root.Desc.Digest], changed = true, true, true
 		}
 	}
-	var out []T
+	var out []bundle.Artifact
 	for i, a := range arts {
 		if taken[i] {
 			out = append(out, a)
