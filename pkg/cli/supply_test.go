@@ -233,8 +233,23 @@ func TestSupplyChainAddsFewRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	lockFile := filepath.Join(dir, "images.lock.yaml")
-	if _, stderr, code := runCLI(t, "", "resolve", "-f", mf, "--lock-output", lockFile, "--insecure-registry", reg.Host); code != 0 {
-		t.Fatalf("resolve: exit %d:\n%s", code, stderr)
+	resolve := func(flag string) map[string]int {
+		mu.Lock()
+		clear(counts)
+		mu.Unlock()
+		if _, stderr, code := runCLI(t, "", "resolve", "-f", mf, "--lock-output", lockFile, "--insecure-registry", reg.Host, flag); code != 0 {
+			t.Fatalf("resolve %s: exit %d:\n%s", flag, code, stderr)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(counts)
+	}
+	// resolve too: one tag list per repository, the referrers API asked
+	// once for the registry, nothing else added.
+	rWithout, rWith := resolve("--supply-chain=false"), resolve("--supply-chain")
+	t.Logf("resolve: requests without --supply-chain %v, with %v", rWithout, rWith)
+	if rWith["other"] != rWithout["other"] || rWith["tags"] != len(repos) || rWith["referrers"] != 1 || rWithout["tags"]+rWithout["referrers"] != 0 {
+		t.Errorf("resolve: requests without --supply-chain %v, with %v; want the same others, %d tag lists and 1 referrers request", rWithout, rWith, len(repos))
 	}
 	run := func(flag string) map[string]int {
 		mu.Lock()
