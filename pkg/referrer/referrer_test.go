@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -396,7 +397,7 @@ type paged struct {
 	// total items, or "".
 	link func(r *http.Request, n, total int) string
 	// pages counts the pages served.
-	pages int
+	pages atomic.Int32
 }
 
 func (p *paged) serve(rw http.ResponseWriter, r *http.Request) bool {
@@ -404,7 +405,7 @@ func (p *paged) serve(rw http.ResponseWriter, r *http.Request) bool {
 	if !referrers && !strings.HasSuffix(r.URL.Path, "/tags/list") {
 		return false
 	}
-	p.pages++
+	p.pages.Add(1)
 	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 	whole := httptest.NewRecorder()
 	first := r.Clone(r.Context())
@@ -492,8 +493,8 @@ func TestFindFollowsPages(t *testing.T) {
 	}
 	// 3 pages of tags, 3 of the image's referrers, and one (empty) for
 	// each of the 4 artifacts found.
-	if p.pages != 3+3+4 {
-		t.Errorf("%d pages served, want %d", p.pages, 3+3+4)
+	if got := p.pages.Load(); got != 3+3+4 {
+		t.Errorf("%d pages served, want %d", got, 3+3+4)
 	}
 }
 
@@ -534,8 +535,8 @@ func TestFindRefusesBadPages(t *testing.T) {
 						t.Errorf("error %q does not say %q", err, s)
 					}
 				}
-				if p.pages > 1001 {
-					t.Errorf("%d pages read", p.pages)
+				if got := p.pages.Load(); got > 1001 {
+					t.Errorf("%d pages read", got)
 				}
 			})
 		}
@@ -594,10 +595,10 @@ func TestFindFilter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			apiCalls := 0
+			var apiCalls atomic.Int32
 			w.front = func(rw http.ResponseWriter, r *http.Request) bool {
 				if strings.Contains(r.URL.Path, "/referrers/") {
-					apiCalls++
+					apiCalls.Add(1)
 				}
 				return false
 			}
@@ -608,8 +609,8 @@ func TestFindFilter(t *testing.T) {
 			if diff := cmp.Diff(sortRows(tc.want), sortRows(summary(got))); diff != "" {
 				t.Errorf("artifacts (-want +got):\n%s", diff)
 			}
-			if apiCalls != tc.apiCalls {
-				t.Errorf("referrers API asked %d times, want %d", apiCalls, tc.apiCalls)
+			if got := int(apiCalls.Load()); got != tc.apiCalls {
+				t.Errorf("referrers API asked %d times, want %d", got, tc.apiCalls)
 			}
 		})
 	}
