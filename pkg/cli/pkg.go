@@ -19,7 +19,7 @@ type pkgOptions struct {
 	lock                    string
 	bundle                  string
 	includeNonDistributable bool
-	supplyChain             bool
+	supply                  supplyFlags
 	splitSize               string
 	have                    []string
 }
@@ -93,7 +93,7 @@ written in the manifests (see docs/bundle.md).`,
 	cmd.Flags().StringVar(&o.bundle, "bundle", "", "bundle file to write (required)")
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "--bundle")
 	cmd.Flags().BoolVar(&o.includeNonDistributable, "include-non-distributable", false, "also bundle non-distributable (foreign) layers; left out by default and recorded in the lock")
-	addSupplyChainFlag(cmd, &o.supplyChain)
+	o.supply.add(cmd)
 	cmd.Flags().StringArrayVar(&o.have, "have", nil, "make a delta bundle: leave out every blob the images of this relocated lock or earlier bundle use (repeatable)")
 	cmd.Flags().StringVar(&o.splitSize, "split-size", "", "write the bundle as parts of at most this size (4GiB, 700MiB, 4.7GB, bytes; at least 1MiB) and a parts file")
 	return cmd
@@ -116,6 +116,10 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 			return usageErrorf(cmd, "--split-size %s: parts must be at least 1MiB", o.splitSize)
 		}
 	}
+	filter, err := o.supply.filter(cmd)
+	if err != nil {
+		return err
+	}
 	// Found now, not after every image has been fetched.
 	if err := checkWritable("--bundle", o.bundle); err != nil {
 		return err
@@ -134,7 +138,7 @@ func (o *pkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stderr
 		return err
 	}
 	res, err := workflow.Pkg(ctx, client, lf, o.bundle, workflow.PkgOptions{
-		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr), SupplyChain: o.supplyChain, SplitSize: split, Have: o.have})
+		IncludeNonDistributable: o.includeNonDistributable, Jobs: o.reg.jobs, Progress: o.root.progress(stderr), SupplyChain: o.supply.on, ArtifactTypes: filter, SplitSize: split, Have: o.have})
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ type relocateOptions struct {
 	target targetFlags
 	out    outputFlag
 	lock   string
-	supply bool
+	supply supplyFlags
 }
 
 func newRelocateCmd(root *rootOptions) *cobra.Command {
@@ -68,7 +68,7 @@ goes to stderr. See docs/layouts.md for where images land.`,
 	o.target.complete(cmd)
 	cmd.Flags().StringVar(&o.lock, "lock", "", "lock file of the images to copy (instead of -f)")
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
-	addSupplyChainFlag(cmd, &o.supply)
+	o.supply.add(cmd)
 	return cmd
 }
 
@@ -81,6 +81,10 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 	if err != nil {
 		return err
 	}
+	filter, err := o.supply.filter(cmd)
+	if err != nil {
+		return err
+	}
 	client, err := o.reg.client(cmd)
 	if err != nil {
 		return err
@@ -90,7 +94,7 @@ func (o *relocateOptions) run(ctx context.Context, cmd *cobra.Command, stdout, s
 		return err
 	}
 	ro.Progress = o.root.progress(stderr)
-	out, res, err := workflow.Relocate(ctx, client, lf, workflow.RelocateOptions{RelocateOptions: ro, SupplyChain: o.supply})
+	out, res, err := workflow.Relocate(ctx, client, lf, workflow.RelocateOptions{RelocateOptions: ro, SupplyChain: o.supply.on, ArtifactTypes: filter})
 	if err != nil {
 		return explain(err)
 	}

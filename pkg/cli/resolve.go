@@ -7,6 +7,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/rewrite"
 	"github.com/ferry-dev/ferry/pkg/scan"
+	"github.com/ferry-dev/ferry/pkg/workflow"
 	"github.com/spf13/cobra"
 )
 
@@ -18,6 +19,7 @@ type resolveOptions struct {
 	lockOutput string
 	lockFormat string
 	outputFile string
+	supply     supplyFlags
 }
 
 func newResolveCmd(root *rootOptions) *cobra.Command {
@@ -30,6 +32,12 @@ arguments or with --images-file), asks each registry for the digest the tag poin
 (a HEAD request; a GET only for an index, whose platforms are recorded), prints the
 manifests with every reference pinned by digest (or writes them with --output-file),
 and writes the lock that pkg, relocate and rewrite take with --lock-output.
+
+The lock also records, per image, the cosign signatures, attestations and SBOMs and
+the OCI referrers attached to it and to each of its platforms (see
+docs/supply-chain.md): one tag list per repository and one referrers lookup per
+manifest. --artifact-type keeps some of them; --supply-chain=false records none and
+asks the registries for the digests only. kbld's lock format has no place for them.
 
 -o json or -o yaml prints the lock entries instead of the manifests: -o yaml is a
 lock file in --lock-format, -o json the same entries as JSON (see docs/output.md).
@@ -46,6 +54,9 @@ reaches stdout or --output-file unless the lock was written.`,
   ferry resolve nginx:1.25 quay.io/org/app:v1 > images.lock.yaml
   ferry resolve --images-file images.txt -o json | jq -r '.images[].resolved'
 
+  # Record only the signatures and SPDX SBOMs found with each image
+  ferry resolve -f release.yaml --lock-output images.lock.yaml --artifact-type signature --artifact-type application/spdx+json > /dev/null
+
   # Write kbld's lock format instead
   ferry resolve -f release.yaml --lock-output kbld.lock.yml --lock-format kbld > /dev/null`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -56,6 +67,7 @@ reaches stdout or --output-file unless the lock was written.`,
 	o.in.add(cmd.Flags())
 	o.in.addImages(cmd.Flags())
 	o.reg.add(cmd.Flags())
+	o.supply.add(cmd)
 	cmd.Flags().StringVar(&o.lockOutput, "lock-output", "", "write the lock to this file")
 	cmd.Flags().StringVar(&o.lockFormat, "lock-format", "ferry", "lock format: ferry or kbld")
 	cmd.Flags().StringVar(&o.outputFile, "output-file", "", "write the pinned manifests to this file instead of stdout")
@@ -69,6 +81,10 @@ func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	if err != nil {
 		return err
 	}
+	filter, err := o.supply.filter(cmd)
+	if err != nil {
+		return err
+	}
 	client, err := o.reg.client(cmd)
 	if err != nil {
 		return err
@@ -76,6 +92,12 @@ func (o *resolveOptions) run(ctx context.Context, cmd *cobra.Command, stdout, st
 	lf, err := o.root.lockFor(ctx, cmd, &o.in, "", client)
 	if err != nil {
 		return err
+	}
+	// kbld's lock cannot hold them: not looked for unless printed as JSON.
+	if o.supply.on && (lockFormat != lock.FormatKbld || format == formatJSON) {
+		if err := workflow.FindArtifacts(ctx, client, lf, workflow.ArtifactsOptions{ArtifactTypes: filter}); err != nil {
+			return err
+		}
 	}
 	// The lock is written before anything reaches stdout or --output-file.
 	writeLock := func() error {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ferry-dev/ferry/pkg/bundle"
+	"github.com/ferry-dev/ferry/pkg/referrer"
 	"github.com/spf13/cobra"
 )
 
@@ -16,6 +17,32 @@ const supplyChainDefault = true
 func addSupplyChainFlag(cmd *cobra.Command, v *bool) {
 	cmd.Flags().BoolVar(v, "supply-chain", supplyChainDefault,
 		"carry each image's cosign signatures, attestations and SBOMs (sha256-<hex>.sig/.att/.sbom tags) and OCI referrers, recursively; --supply-chain=false leaves them out")
+}
+
+// supplyFlags are --supply-chain and --artifact-type, for the commands
+// that find or carry artifacts.
+type supplyFlags struct {
+	on    bool
+	types []string
+}
+
+func (f *supplyFlags) add(cmd *cobra.Command) {
+	addSupplyChainFlag(cmd, &f.on)
+	cmd.Flags().StringArrayVar(&f.types, "artifact-type", nil,
+		"of those, only artifacts of this kind, signature (sig), attestation (att), sbom or referrer, or of this artifactType, such as application/spdx+json (repeatable); the artifacts of an artifact left out stay behind too")
+	completeWords(cmd, "artifact-type", referrer.KindSignature, referrer.KindAttestation, referrer.KindSBOM, referrer.KindReferrer)
+}
+
+// filter reads --artifact-type; with --supply-chain=false it is refused.
+func (f *supplyFlags) filter(cmd *cobra.Command) (referrer.Filter, error) {
+	if len(f.types) > 0 && !f.on {
+		return referrer.Filter{}, usageErrorf(cmd, "--artifact-type picks among the artifacts that --supply-chain=false leaves out: give one or the other")
+	}
+	ft, err := referrer.ParseFilter(f.types)
+	if err != nil {
+		return referrer.Filter{}, usageErrorf(cmd, "--artifact-type %v", err)
+	}
+	return ft, nil
 }
 
 // printArtifactTrees shows, under each image that has any, its

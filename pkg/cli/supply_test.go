@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"maps"
@@ -10,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -230,8 +233,23 @@ func TestSupplyChainAddsFewRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	lockFile := filepath.Join(dir, "images.lock.yaml")
-	if _, stderr, code := runCLI(t, "", "resolve", "-f", mf, "--lock-output", lockFile, "--insecure-registry", reg.Host); code != 0 {
-		t.Fatalf("resolve: exit %d:\n%s", code, stderr)
+	resolve := func(flag string) map[string]int {
+		mu.Lock()
+		clear(counts)
+		mu.Unlock()
+		if _, stderr, code := runCLI(t, "", "resolve", "-f", mf, "--lock-output", lockFile, "--insecure-registry", reg.Host, flag); code != 0 {
+			t.Fatalf("resolve %s: exit %d:\n%s", flag, code, stderr)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(counts)
+	}
+	// resolve too: one tag list per repository, the referrers API asked
+	// once for the registry, nothing else added.
+	rWithout, rWith := resolve("--supply-chain=false"), resolve("--supply-chain")
+	t.Logf("resolve: requests without --supply-chain %v, with %v", rWithout, rWith)
+	if rWith["other"] != rWithout["other"] || rWith["tags"] != len(repos) || rWith["referrers"] != 1 || rWithout["tags"]+rWithout["referrers"] != 0 {
+		t.Errorf("resolve: requests without --supply-chain %v, with %v; want the same others, %d tag lists and 1 referrers request", rWithout, rWith, len(repos))
 	}
 	run := func(flag string) map[string]int {
 		mu.Lock()
@@ -257,4 +275,268 @@ func TestSupplyChainAddsFewRequests(t *testing.T) {
 	if with["referrers"] > len(repos) {
 		t.Errorf("%d referrers API requests, want at most one per repository (%d)", with["referrers"], len(repos))
 	}
+}
+
+// artifactsByImage reads a lock's artifacts per image reference.
+func artifactsByImage(t *testing.T, path string) map[string][]lock.Artifact {
+	t.Helper()
+	lf, err := lock.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]lock.Artifact{}
+	for _, im := range lf.Images {
+		out[im.Image] = im.Artifacts
+	}
+	return out
+}
+
+// TestResolveRecordsArtifacts: the lock resolve writes in CI records the
+// artifacts pkg and relocate would find, so that the lock itself says what
+// travels; --artifact-type keeps some, --supply-chain=false none, and a
+// lock without them still makes a bundle a rerun recognises.
+func TestResolveRecordsArtifacts(t *testing.T) {
+	src, srcSrv := startMem(t, false)
+	dst, _ := startMem(t, true)
+	s := testutil.SignedSet(t, src)
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(mf, []byte("image: "+s.Index.Ref+"\n---\nimage: "+s.Image.Ref+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resolve := func(name string, flags ...string) map[string][]lock.Artifact {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		args := append([]string{"resolve", "-f", mf, "--lock-output", path, "--insecure-registry", src.Host}, flags...)
+		if _, stderr, code := runCLI(t, "", args...); code != 0 {
+			t.Fatalf("resolve %v: exit %d:\n%s", flags, code, stderr)
+		}
+		return artifactsByImage(t, path)
+	}
+
+	got := resolve("images.lock.yaml")
+	relocated := filepath.Join(dir, "relocated.lock.yaml")
+	if _, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.Host+"/mirror", "--insecure-registry", src.Host, "--insecure-registry", dst.Host, "--lock-output", relocated); code != 0 {
+		t.Fatalf("relocate: exit %d:\n%s", code, stderr)
+	}
+	if diff := cmp.Diff(artifactsByImage(t, relocated), got); diff != "" {
+		t.Errorf("resolve's artifacts differ from relocate's (-relocate +resolve):\n%s", diff)
+	}
+	n := 0
+	for _, as := range got {
+		n += len(as)
+	}
+	if n != len(s.Attached) {
+		t.Errorf("resolve recorded %d artifacts, want %d", n, len(s.Attached))
+	}
+
+	// Signatures only: of the image, its platform and the other image,
+	// not the attestation's, whose subject stays behind.
+	var kinds []string
+	for _, as := range resolve("sig.lock.yaml", "--artifact-type", "signature") {
+		for _, a := range as {
+			kinds = append(kinds, a.Kind)
+		}
+	}
+	if want := []string{"signature", "signature", "signature"}; !slices.Equal(kinds, want) {
+		t.Errorf("--artifact-type signature recorded %v, want %v", kinds, want)
+	}
+	for _, as := range resolve("spdx.lock.yaml", "--artifact-type", "application/spdx+json") {
+		for _, a := range as {
+			if a.Kind != "referrer" || a.ArtifactType != "application/spdx+json" {
+				t.Errorf("--artifact-type application/spdx+json recorded %+v", a)
+			}
+		}
+	}
+
+	// None: the lock as before; pkg finds them, and a rerun with the
+	// registry down takes them from the bundle.
+	bare := filepath.Join(dir, "bare.lock.yaml")
+	for _, as := range resolve("bare.lock.yaml", "--supply-chain=false") {
+		if len(as) != 0 {
+			t.Errorf("--supply-chain=false recorded %v", as)
+		}
+	}
+	tarball := filepath.Join(dir, "bundle.tar")
+	if _, stderr, code := runCLI(t, "", "pkg", "--lock", bare, "--bundle", tarball, "--insecure-registry", src.Host); code != 0 {
+		t.Fatalf("pkg: exit %d:\n%s", code, stderr)
+	}
+	srcSrv.Close()
+	if _, stderr, code := runCLI(t, "", "pkg", "--lock", bare, "--bundle", tarball, "--insecure-registry", src.Host); code != 0 || !strings.Contains(stderr, "nothing fetched") {
+		t.Fatalf("pkg rerun with the source down: exit %d:\n%s", code, stderr)
+	}
+	if _, stderr, code := runCLI(t, "", "resolve", "-f", mf, "--supply-chain=false", "--artifact-type", "sig"); code != 2 || !strings.Contains(stderr, "--artifact-type") {
+		t.Errorf("--artifact-type with --supply-chain=false: exit %d, want 2:\n%s", code, stderr)
+	}
+	if _, stderr, code := runCLI(t, "", "resolve", "-f", mf, "--artifact-type", "signatures"); code != 2 || !strings.Contains(stderr, "signatures") {
+		t.Errorf("--artifact-type signatures: exit %d, want 2:\n%s", code, stderr)
+	}
+}
+
+// TestArtifactTypeFilter: pkg and unpkg carry only the artifacts picked,
+// and a rerun of pkg with another filter does not take the bundle for
+// done.
+func TestArtifactTypeFilter(t *testing.T) {
+	src, _ := startMem(t, false)
+	dst, _ := startMem(t, false)
+	s := testutil.SignedSet(t, src)
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(mf, []byte("image: "+s.Index.Ref+"\n---\nimage: "+s.Image.Ref+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(dir, "bundle.tar")
+	kinds := func() []string {
+		t.Helper()
+		stdout, _, code := runCLI(t, "", "inspect", "-i", tarball, "-o", "json")
+		var sum bundle.Summary
+		if err := json.Unmarshal([]byte(stdout), &sum); code != 0 || err != nil {
+			t.Fatalf("inspect: exit %d, %v", code, err)
+		}
+		var out []string
+		var walk func([]bundle.ArtifactSummary)
+		walk = func(as []bundle.ArtifactSummary) {
+			for _, a := range as {
+				out = append(out, a.Kind)
+				walk(a.Artifacts)
+			}
+		}
+		for _, im := range sum.Images {
+			walk(im.Artifacts)
+		}
+		slices.Sort(out)
+		return out
+	}
+	pkg := func(flags ...string) string {
+		t.Helper()
+		args := append([]string{"pkg", "-f", mf, "--bundle", tarball, "--insecure-registry", src.Host}, flags...)
+		_, stderr, code := runCLI(t, "", args...)
+		if code != 0 {
+			t.Fatalf("pkg %v: exit %d:\n%s", flags, code, stderr)
+		}
+		return stderr
+	}
+	pkg("--artifact-type", "att", "--artifact-type", "referrer")
+	if got, want := kinds(), []string{"attestation", "referrer", "referrer"}; !slices.Equal(got, want) {
+		t.Errorf("pkg --artifact-type att,referrer carries %v, want %v", got, want)
+	}
+	// Another filter: the bundle is made again, not taken for done.
+	if stderr := pkg("--artifact-type", "signature"); strings.Contains(stderr, "nothing fetched") {
+		t.Errorf("pkg with another filter took the bundle for done:\n%s", stderr)
+	}
+	if got, want := kinds(), []string{"signature", "signature", "signature"}; !slices.Equal(got, want) {
+		t.Errorf("pkg --artifact-type signature carries %v, want %v", got, want)
+	}
+	if stderr := pkg("--artifact-type", "signature"); !strings.Contains(stderr, "nothing fetched") {
+		t.Errorf("pkg rerun with the same filter fetched again:\n%s", stderr)
+	}
+
+	// unpkg of a full bundle, referrers only: the rest stays behind, and
+	// unpkg says so.
+	pkg()
+	out := filepath.Join(dir, "relocated.lock.yaml")
+	_, stderr, code := runCLI(t, "", "unpkg", "-i", tarball, "--repository", dst.Host+"/mirror", "--insecure-registry", dst.Host, "--artifact-type", "referrer", "--lock-output", out)
+	if code != 0 {
+		t.Fatalf("unpkg: exit %d:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "left out by --artifact-type") || !strings.Contains(stderr, "5 signature") {
+		t.Errorf("unpkg says nothing of the 5 artifacts left out:\n%s", stderr)
+	}
+	got := attachedAt(t, dst.Host, "mirror/signed/tool", s.Image.Digest)
+	if len(got) != 1 || !strings.Contains(got[0], " referrer ") {
+		t.Errorf("at the target: %v, want the one referrer", got)
+	}
+	for _, as := range artifactsByImage(t, out) {
+		for _, a := range as {
+			if a.Kind != "referrer" {
+				t.Errorf("relocated lock records %+v", a)
+			}
+		}
+	}
+	if stdout, stderr, code := runCLI(t, "", "verify", "--lock", out, "--insecure-registry", dst.Host); code != 0 {
+		t.Errorf("verify --lock: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// TestVerifyFollowsReferrersPages: verify --lock reads every page of a
+// referrers answer to find a referrer listed after someone else's, and
+// refuses a Link header that loops.
+func TestVerifyFollowsReferrersPages(t *testing.T) {
+	src, _ := startMem(t, false)
+	s := testutil.SignedSet(t, src)
+	const foreignType = "application/vnd.example.foreign"
+	var ours string
+	for _, a := range s.Attached {
+		if a.Kind == "referrer" && a.Subject == s.Image.Digest {
+			ours = a.Artifact.Digest
+		}
+	}
+	mem := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
+	var loop atomic.Bool
+	var pages atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/referrers/") {
+			mem.ServeHTTP(w, r)
+			return
+		}
+		pages.Add(1)
+		whole := httptest.NewRecorder()
+		first := r.Clone(r.Context())
+		first.URL.RawQuery = ""
+		mem.ServeHTTP(whole, first)
+		var idx v1.IndexManifest
+		if whole.Code != http.StatusOK || json.Unmarshal(whole.Body.Bytes(), &idx) != nil {
+			w.WriteHeader(whole.Code)
+			return
+		}
+		// One entry a page, ferry's last.
+		slices.SortStableFunc(idx.Manifests, func(a, b v1.Descriptor) int {
+			return cmpBool(a.Digest.String() == ours, b.Digest.String() == ours)
+		})
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		switch {
+		case loop.Load():
+			w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, r.URL.Path))
+		case n+1 < len(idx.Manifests):
+			w.Header().Set("Link", fmt.Sprintf(`<%s?n=%d>; rel="next"`, r.URL.Path, n+1))
+		}
+		if n < len(idx.Manifests) {
+			idx.Manifests = idx.Manifests[n : n+1]
+		}
+		w.Header().Set("Content-Type", string(idx.MediaType))
+		json.NewEncoder(w).Encode(idx)
+	}))
+	t.Cleanup(srv.Close)
+	dst := &testutil.Registry{Host: strings.TrimPrefix(srv.URL, "http://"), Scheme: "http", Transport: http.DefaultTransport, Auth: authn.Anonymous}
+	subject := s.Image
+	testutil.PushArtifact(t, dst, "mirror/signed/tool", testutil.ArtifactSpec{Subject: &subject, ArtifactType: foreignType, Payload: []byte("theirs")})
+
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "release.yaml")
+	if err := os.WriteFile(mf, []byte("image: "+s.Image.Ref+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "relocated.lock.yaml")
+	if _, stderr, code := runCLI(t, "", "relocate", "-f", mf, "--repository", dst.Host+"/mirror", "--insecure-registry", src.Host, "--insecure-registry", dst.Host, "--lock-output", out); code != 0 {
+		t.Fatalf("relocate: exit %d:\n%s", code, stderr)
+	}
+	pages.Store(0)
+	if stdout, stderr, code := runCLI(t, "", "verify", "--lock", out, "--insecure-registry", dst.Host); code != 0 || pages.Load() < 2 {
+		t.Errorf("verify --lock: exit %d after %d pages\n%s\n%s", code, pages.Load(), stdout, stderr)
+	}
+	loop.Store(true)
+	if _, stderr, code := runCLI(t, "", "verify", "--lock", out, "--insecure-registry", dst.Host); code != 1 || !strings.Contains(stderr, "loop") {
+		t.Errorf("verify --lock with a looping Link: exit %d, want 1 and a word on the loop:\n%s", code, stderr)
+	}
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

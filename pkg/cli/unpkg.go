@@ -15,7 +15,7 @@ type unpkgOptions struct {
 	target targetFlags
 	out    outputFlag
 	input  string
-	supply bool
+	supply supplyFlags
 }
 
 func newUnpkgCmd(root *rootOptions) *cobra.Command {
@@ -61,7 +61,7 @@ expected from. Keep the lock it writes for the next --have.`,
 	o.target.complete(cmd)
 	o.reg.add(cmd.Flags())
 	addOutput(cmd, &o.out, []string{formatText, formatJSON, formatYAML}, "")
-	addSupplyChainFlag(cmd, &o.supply)
+	o.supply.add(cmd)
 	return cmd
 }
 
@@ -77,12 +77,16 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 	if err != nil {
 		return err
 	}
+	filter, err := o.supply.filter(cmd)
+	if err != nil {
+		return err
+	}
 	client, err := o.reg.client(cmd)
 	if err != nil {
 		return err
 	}
 	ro.Progress = o.root.progress(stderr)
-	out, res, err := workflow.Unpkg(ctx, client, o.input, workflow.RelocateOptions{RelocateOptions: ro, SupplyChain: o.supply})
+	out, res, err := workflow.Unpkg(ctx, client, o.input, workflow.RelocateOptions{RelocateOptions: ro, SupplyChain: o.supply.on, ArtifactTypes: filter})
 	if err != nil {
 		return explain(err)
 	}
@@ -90,7 +94,11 @@ func (o *unpkgOptions) run(ctx context.Context, cmd *cobra.Command, stdout, stde
 		o.root.log(stderr).Warn(trailingWarning(o.input, res.TrailingBytes))
 	}
 	if res.ArtifactsLeftOut > 0 {
-		o.root.log(stderr).Warn(fmt.Sprintf("the bundle carries %s left out by --supply-chain=false: drop the flag to push them", plural(res.ArtifactsLeftOut, "signature, attestation, SBOM or referrer")))
+		why := "--supply-chain=false: drop the flag"
+		if o.supply.on {
+			why = "--artifact-type: widen or drop it"
+		}
+		o.root.log(stderr).Warn(fmt.Sprintf("the bundle carries %s left out by %s to push them", plural(res.ArtifactsLeftOut, "signature, attestation, SBOM or referrer"), why))
 	}
 	return o.target.finish(o.root, out, res, lockFormat, format, nil, stdout, stderr)
 }

@@ -40,9 +40,13 @@ const (
 
 // File is a lock: one entry per image reference as written in the manifests.
 type File struct {
-	APIVersion string  `json:"apiVersion" yaml:"apiVersion"`
-	Kind       string  `json:"kind" yaml:"kind"`
-	Images     []Image `json:"images" yaml:"images"`
+	APIVersion string `json:"apiVersion" yaml:"apiVersion"`
+	Kind       string `json:"kind" yaml:"kind"`
+	// ArtifactTypes is the --artifact-type filter the images' artifacts
+	// were recorded with (kinds and media types, sorted); empty when every
+	// artifact found was recorded.
+	ArtifactTypes []string `json:"artifactTypes,omitempty" yaml:"artifactTypes,omitempty"`
+	Images        []Image  `json:"images" yaml:"images"`
 }
 
 // Image is one reference and what it resolved (and was relocated) to.

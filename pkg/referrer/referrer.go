@@ -59,9 +59,10 @@ type Source interface {
 	Tags(ctx context.Context) ([]string, error)
 	// Tagged fetches the manifest a tag names, with its descriptor.
 	Tagged(ctx context.Context, tag string) (v1.Descriptor, []byte, error)
-	// Referrers returns the referrers API's answer for subject, or an
-	// error wrapping NoAPI when the registry has none.
-	Referrers(ctx context.Context, subject v1.Hash) ([]byte, error)
+	// Referrers returns the referrers API's answer for subject, one
+	// image index per page, or an error wrapping NoAPI when the registry
+	// has none.
+	Referrers(ctx context.Context, subject v1.Hash) ([][]byte, error)
 	// Repository names the repository, for messages.
 	Repository() name.Repository
 }
@@ -82,6 +83,10 @@ type Options struct {
 	MaxDepth int
 	// Jobs bounds concurrent lookups; 0 means 4.
 	Jobs int
+	// Filter picks the artifacts found by kind or artifactType; the
+	// artifacts of an artifact left out are not looked for. The zero
+	// Filter keeps all.
+	Filter Filter
 	// Registry is what the registry has shown of itself, shared by the
 	// finders of all its repositories, so that a registry without the
 	// referrers API is asked once per run, not once per repository; nil
@@ -201,7 +206,7 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 	var out []Artifact
 	for _, c := range cosignSuffixes {
 		tag := TagFor(s, c.suffix)
-		if tags != nil && !tags[tag] {
+		if tags != nil && !tags[tag] || f.o.Filter.kindOnly() && !f.o.Filter.Keep(c.kind, "") {
 			continue
 		}
 		d, raw, err := f.src.Tagged(ctx, tag)
@@ -219,7 +224,13 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 			return nil, fmt.Errorf("%s:%s: %w", f.src.Repository(), tag, err)
 		}
 		d.ArtifactType = artifactType(n.Raw)
+		if !f.o.Filter.Keep(c.kind, d.ArtifactType) {
+			continue
+		}
 		out = append(out, Artifact{Subject: s, Kind: c.kind, Tag: tag, Desc: d, Node: n})
+	}
+	if f.o.Filter.kindOnly() && !f.o.Filter.Keep(KindReferrer, "") {
+		return out, nil
 	}
 	refs, err := f.referrers(ctx, s, tags)
 	if err != nil {
@@ -238,6 +249,9 @@ func (f *Finder) direct(ctx context.Context, s v1.Hash) ([]Artifact, error) {
 		// media type even where the manifest declares an artifactType.
 		if at := artifactType(n.Raw); at != "" {
 			d.ArtifactType = at
+		}
+		if !f.o.Filter.Keep(KindReferrer, d.ArtifactType) {
+			continue
 		}
 		out = append(out, Artifact{Subject: s, Kind: KindReferrer, Desc: d, Node: n})
 	}
@@ -260,13 +274,31 @@ func (f *Finder) referrers(ctx context.Context, s v1.Hash, tags map[string]bool)
 	noAPI := f.reg.noAPI
 	f.reg.mu.Unlock()
 	if !noAPI {
-		raw, err := f.src.Referrers(ctx, s)
+		pages, err := f.src.Referrers(ctx, s)
 		switch {
 		case err == nil:
 			f.reg.mu.Lock()
 			f.reg.apiKnown = true
 			f.reg.mu.Unlock()
-			return parseIndex(raw, fmt.Sprintf("%s answered the referrers API for %s@%s", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s))
+			var out []v1.Descriptor
+			for i, raw := range pages {
+				what := fmt.Sprintf("%s answered the referrers API for %s@%s", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s)
+				if len(pages) > 1 {
+					what = fmt.Sprintf("%s answered the referrers API for %s@%s (page %d)", f.src.Repository().RegistryStr(), f.src.Repository().RepositoryStr(), s, i+1)
+				}
+				ds, err := parseIndex(raw, what)
+				if err != nil {
+					return nil, err
+				}
+				// A registry whose list changed between pages may
+				// repeat an entry: each is walked once.
+				for _, d := range ds {
+					if !slices.ContainsFunc(out, func(o v1.Descriptor) bool { return o.Digest == d.Digest }) {
+						out = append(out, d)
+					}
+				}
+			}
+			return out, nil
 		case f.o.NoAPI != nil && errors.Is(err, f.o.NoAPI):
 			f.reg.mu.Lock()
 			f.reg.noAPI, f.reg.apiKnown = true, true

@@ -1,12 +1,17 @@
 package referrer_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferry-dev/ferry/pkg/access"
@@ -31,12 +36,15 @@ type world struct {
 	repo name.Repository
 	// front, when set, answers a request before the registry does.
 	front func(w http.ResponseWriter, r *http.Request) bool
+	// reg is the registry behind front.
+	reg http.Handler
 }
 
 func newWorld(t *testing.T, api bool) *world {
 	t.Helper()
 	w := &world{t: t}
 	reg := registry.New(registry.WithReferrersSupport(api), registry.Logger(log.New(io.Discard, "", 0)))
+	w.reg = reg
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if w.front != nil && w.front(rw, r) {
 			return
@@ -377,5 +385,267 @@ func TestFindWithoutTagList(t *testing.T) {
 	c, _ := access.New(access.Options{InsecureHosts: []string{w.host}, Retry: access.RetryPolicy{MaxAttempts: 1}})
 	if _, err := referrer.New(source.New(c, w.repo), referrer.Options{NoAPI: source.ErrNoReferrersAPI}).Find(t.Context(), img.Digest); !errors.Is(err, source.ErrTagsDenied) {
 		t.Errorf("Find without NoList: %v, want ErrTagsDenied", err)
+	}
+}
+
+// paged serves a listing (the referrers API or the tag list) from the
+// registry's whole answer, sorted, one item per page, each page naming the
+// next as link says; pages past the end are empty.
+type paged struct {
+	w *world
+	// link is the Link header of page n (counted from 0) of a listing of
+	// total items, or "".
+	link func(r *http.Request, n, total int) string
+	// pages counts the pages served.
+	pages atomic.Int32
+}
+
+func (p *paged) serve(rw http.ResponseWriter, r *http.Request) bool {
+	referrers := strings.Contains(r.URL.Path, "/referrers/")
+	if !referrers && !strings.HasSuffix(r.URL.Path, "/tags/list") {
+		return false
+	}
+	p.pages.Add(1)
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	whole := httptest.NewRecorder()
+	first := r.Clone(r.Context())
+	first.URL.RawQuery = ""
+	p.w.reg.ServeHTTP(whole, first)
+	if whole.Code != http.StatusOK {
+		rw.WriteHeader(whole.Code)
+		return true
+	}
+	if referrers {
+		var idx map[string]any
+		if err := json.Unmarshal(whole.Body.Bytes(), &idx); err != nil {
+			p.w.t.Fatal(err)
+		}
+		ms, _ := idx["manifests"].([]any)
+		// The in-memory registry lists referrers in map order.
+		slices.SortFunc(ms, func(a, b any) int {
+			return strings.Compare(a.(map[string]any)["digest"].(string), b.(map[string]any)["digest"].(string))
+		})
+		idx["manifests"] = page(ms, n)
+		if l := p.link(r, n, len(ms)); l != "" {
+			rw.Header().Add("Link", l)
+		}
+		rw.Header().Set("Content-Type", string(types.OCIImageIndex))
+		json.NewEncoder(rw).Encode(idx)
+		return true
+	}
+	var list struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(whole.Body.Bytes(), &list); err != nil {
+		p.w.t.Fatal(err)
+	}
+	slices.Sort(list.Tags)
+	total := len(list.Tags)
+	list.Tags = page(list.Tags, n)
+	if l := p.link(r, n, total); l != "" {
+		rw.Header().Add("Link", l)
+	}
+	json.NewEncoder(rw).Encode(list)
+	return true
+}
+
+func page[T any](all []T, n int) []T {
+	if n >= len(all) {
+		return []T{}
+	}
+	return all[n : n+1]
+}
+
+// TestFindFollowsPages: a registry that pages its referrers answer and its
+// tag list (Link: <...>; rel="next") has every page read.
+func TestFindFollowsPages(t *testing.T) {
+	w := newWorld(t, true)
+	img := w.image(1)
+	sig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(img.Digest, ".sig"))
+	// Three tags: the signature's is on the second page.
+	w.artifact(nil, "application/vnd.oci.image.config.v1+json", "a0")
+	w.artifact(nil, "application/vnd.oci.image.config.v1+json", "v1")
+	refs := []v1.Descriptor{
+		w.artifact(&img, "application/spdx+json", ""),
+		w.artifact(&img, "application/vnd.example.a", ""),
+		w.artifact(&img, "application/vnd.example.b", ""),
+	}
+	// The next page relative to the request, as the distribution spec's
+	// examples have it, after a rel="prev" link in the same header value.
+	p := &paged{w: w, link: func(r *http.Request, n, total int) string {
+		if n+1 >= total {
+			return ""
+		}
+		return fmt.Sprintf(`<%s?n=0>; rel="prev", <%s?n=%d>; rel="next"`, r.URL.Path, r.URL.Path, n+1)
+	}}
+	w.front = p.serve
+	got, err := w.finder(referrer.Options{}).Find(t.Context(), img.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []found{{short(img.Digest), referrer.KindSignature, referrer.TagFor(img.Digest, ".sig"), short(sig.Digest)}}
+	for _, r := range refs {
+		want = append(want, found{short(img.Digest), referrer.KindReferrer, "", short(r.Digest)})
+	}
+	if diff := cmp.Diff(sortRows(want), sortRows(summary(got))); diff != "" {
+		t.Errorf("artifacts (-want +got):\n%s", diff)
+	}
+	// 3 pages of tags, 3 of the image's referrers, and one (empty) for
+	// each of the 4 artifacts found.
+	if got := p.pages.Load(); got != 3+3+4 {
+		t.Errorf("%d pages served, want %d", got, 3+3+4)
+	}
+}
+
+// TestFindRefusesBadPages: a Link header that loops, cannot be read,
+// leaves the registry or never ends is an error naming the registry, for
+// the referrers API and the tag list alike.
+func TestFindRefusesBadPages(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		link func(path string, n int) string
+		want string
+	}{
+		{"loop", func(path string, n int) string { return fmt.Sprintf(`<%s?n=%d>; rel="next"`, path, (n+1)%2) }, "loop"},
+		{"self", func(path string, n int) string { return fmt.Sprintf(`<%s>; rel="next"`, path) }, "loop"},
+		{"no brackets", func(path string, n int) string { return fmt.Sprintf(`%s?n=1; rel="next"`, path) }, "want <URL>"},
+		{"bad url", func(path string, n int) string { return `<http://[::1/x>; rel="next"` }, "Link header"},
+		{"other host", func(path string, n int) string { return `<https://elsewhere.example/v2/x?n=1>; rel="next"` }, "another host"},
+		{"endless", func(path string, n int) string { return fmt.Sprintf(`<%s?n=%d>; rel="next"`, path, n+1) }, "more than"},
+	} {
+		for _, listing := range []string{"referrers", "tags"} {
+			t.Run(tc.name+"/"+listing, func(t *testing.T) {
+				w := newWorld(t, true)
+				img := w.image(1)
+				w.artifact(&img, "application/spdx+json", "")
+				p := &paged{w: w, link: func(r *http.Request, n, _ int) string {
+					if !strings.Contains(r.URL.Path, listing) {
+						return ""
+					}
+					return tc.link(r.URL.Path, n)
+				}}
+				w.front = p.serve
+				_, err := w.finder(referrer.Options{}).Find(t.Context(), img.Digest)
+				if !errors.Is(err, source.ErrPaging) {
+					t.Fatalf("Find: %v, want ErrPaging", err)
+				}
+				for _, s := range []string{tc.want, w.host} {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not say %q", err, s)
+					}
+				}
+				if got := p.pages.Load(); got > 1001 {
+					t.Errorf("%d pages read", got)
+				}
+			})
+		}
+	}
+}
+
+func TestFindFilter(t *testing.T) {
+	w := newWorld(t, true)
+	img := w.image(1)
+	sig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(img.Digest, ".sig"))
+	att := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(img.Digest, ".att"))
+	attSig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(att.Digest, ".sig"))
+	sbom := w.artifact(&img, "application/spdx+json", "")
+	other := w.artifact(&img, "application/vnd.example.other", "")
+	// A signature of the SBOM referrer, and a referrer of the other one.
+	sbomSig := w.artifact(nil, "application/vnd.oci.image.config.v1+json", referrer.TagFor(sbom.Digest, ".sig"))
+	otherRef := w.artifact(&other, "application/spdx+json", "")
+
+	row := func(s v1.Descriptor, kind, suffix string, a v1.Descriptor) found {
+		tag := ""
+		if suffix != "" {
+			tag = referrer.TagFor(s.Digest, suffix)
+		}
+		return found{short(s.Digest), kind, tag, short(a.Digest)}
+	}
+	for _, tc := range []struct {
+		name  string
+		words []string
+		want  []found
+		// apiCalls is how often the referrers API is asked.
+		apiCalls int
+	}{
+		{"all", nil, []found{
+			row(img, referrer.KindSignature, ".sig", sig), row(img, referrer.KindAttestation, ".att", att),
+			row(att, referrer.KindSignature, ".sig", attSig), row(img, referrer.KindReferrer, "", sbom),
+			row(img, referrer.KindReferrer, "", other), row(sbom, referrer.KindSignature, ".sig", sbomSig),
+			row(other, referrer.KindReferrer, "", otherRef),
+		}, 8},
+		// Signatures only: the image's, and its signature's (none); the
+		// attestation's signature is not reached, nor are referrers asked for.
+		{"signatures", []string{"sig"}, []found{row(img, referrer.KindSignature, ".sig", sig)}, 0},
+		{"attestations and signatures", []string{"attestation", "signature"}, []found{
+			row(img, referrer.KindSignature, ".sig", sig), row(img, referrer.KindAttestation, ".att", att),
+			row(att, referrer.KindSignature, ".sig", attSig),
+		}, 0},
+		// A media type: the SBOM, and the SBOM's signature is left out;
+		// the other referrer is left out and so is its own referrer.
+		{"media type", []string{"application/SPDX+json"}, []found{row(img, referrer.KindReferrer, "", sbom)}, 2},
+		{"media type and signatures", []string{"application/spdx+json", "signature"}, []found{
+			row(img, referrer.KindSignature, ".sig", sig), row(img, referrer.KindReferrer, "", sbom),
+			row(sbom, referrer.KindSignature, ".sig", sbomSig),
+		}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := referrer.ParseFilter(tc.words)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var apiCalls atomic.Int32
+			w.front = func(rw http.ResponseWriter, r *http.Request) bool {
+				if strings.Contains(r.URL.Path, "/referrers/") {
+					apiCalls.Add(1)
+				}
+				return false
+			}
+			got, err := w.finder(referrer.Options{Filter: f}).Find(t.Context(), img.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(sortRows(tc.want), sortRows(summary(got))); diff != "" {
+				t.Errorf("artifacts (-want +got):\n%s", diff)
+			}
+			if got := int(apiCalls.Load()); got != tc.apiCalls {
+				t.Errorf("referrers API asked %d times, want %d", got, tc.apiCalls)
+			}
+		})
+	}
+}
+
+func TestParseFilter(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		words []string
+		keep  map[[2]string]bool
+		bad   bool
+	}{
+		{"none keeps all", nil, map[[2]string]bool{{"signature", ""}: true, {"referrer", "x/y"}: true}, false},
+		{"aliases", []string{"SIG", "att"}, map[[2]string]bool{{"signature", ""}: true, {"attestation", ""}: true, {"sbom", ""}: false, {"referrer", ""}: false}, false},
+		{"kinds", []string{"sbom", "referrer"}, map[[2]string]bool{{"sbom", ""}: true, {"referrer", "a/b"}: true, {"signature", ""}: false}, false},
+		{"media type", []string{"application/spdx+json"}, map[[2]string]bool{{"referrer", "application/spdx+json"}: true, {"referrer", "application/vnd.cyclonedx+json"}: false, {"signature", ""}: false}, false},
+		{"unknown word", []string{"signatures"}, nil, true},
+		{"bad media type", []string{"application/x; =="}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := referrer.ParseFilter(tc.words)
+			if tc.bad {
+				if !errors.Is(err, referrer.ErrFilter) {
+					t.Fatalf("ParseFilter(%q): %v, want ErrFilter", tc.words, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range tc.keep {
+				if got := f.Keep(k[0], k[1]); got != want {
+					t.Errorf("Keep(%q, %q) = %v, want %v", k[0], k[1], got, want)
+				}
+			}
+		})
 	}
 }

@@ -30,9 +30,19 @@ var ErrTagsDenied = errors.New("listing tags is not allowed")
 // ErrNoTag is returned by Tagged for a tag the repository does not hold.
 var ErrNoTag = errors.New("no such tag")
 
-// maxTagPages bounds how many pages of a tag list are followed, so that a
-// registry whose Link headers loop cannot keep a run busy.
-const maxTagPages = 1000
+// Pages of a listing followed at most: a registry whose Link headers go on
+// (or loop through ever new URLs) cannot keep a run busy. A referrers page
+// may be as large as a manifest, so fewer of them are read.
+const (
+	maxTagPages = 1000
+	// MaxReferrerPages bounds the pages of a referrers answer.
+	MaxReferrerPages = 100
+)
+
+// ErrPaging is returned when a registry's pagination cannot be followed:
+// a Link header that cannot be read, that points to another host or back
+// to a page already read, or more pages than ferry follows.
+var ErrPaging = errors.New("registry pagination cannot be followed")
 
 // Tags lists the repository's tags, following the registry's pagination.
 // ErrTagsDenied when the registry answers 401, 403 or 404.
@@ -41,9 +51,9 @@ func (r *Repo) Tags(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	next := (&url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/tags/list", r.repo.RepositoryStr())}).String()
+	p := NewPager(r.url("tags/list"), maxTagPages)
 	var tags []string
-	for page := 0; next != "" && page < maxTagPages; page++ {
+	for next := p.First(); next != ""; {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, next, nil)
 		if err != nil {
 			return nil, err
@@ -74,33 +84,96 @@ func (r *Repo) Tags(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("listing tags of %s: the answer is not a tag list: %w", r.repo, err)
 		}
 		tags = append(tags, list.Tags...)
-		next, err = nextPage(req.URL, resp.Header.Get("Link"))
-		if err != nil {
-			return nil, fmt.Errorf("listing tags of %s: %w", r.repo, err)
+		if next, err = p.Next(resp.Header.Values("Link")); err != nil {
+			return nil, fmt.Errorf("listing tags of %s (%d tags read): %w", r.repo, len(tags), err)
 		}
 	}
 	return tags, nil
 }
 
-// nextPage reads the rel="next" target of a Link header, resolved against
-// the request's URL; "" when there is none.
-func nextPage(base *url.URL, link string) (string, error) {
-	if link == "" {
-		return "", nil
+// url is the address of /v2/<repo>/<path>.
+func (r *Repo) url(path string) *url.URL {
+	return &url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/%s", r.repo.RepositoryStr(), path)}
+}
+
+// Pager follows the rel="next" Link headers of a paginated listing (the
+// distribution spec's tag list and referrers API), refusing a loop, a
+// jump to another host and more than max pages.
+type Pager struct {
+	at   *url.URL
+	seen map[string]bool
+	// read counts the pages asked for, max bounds them.
+	read, max int
+}
+
+// NewPager starts at the listing's first page and reads at most max.
+func NewPager(first *url.URL, max int) *Pager {
+	return &Pager{at: first, seen: map[string]bool{first.String(): true}, read: 1, max: max}
+}
+
+// First is the first page's address.
+func (p *Pager) First() string { return p.at.String() }
+
+// Next reads the Link headers of the page just read and returns the next
+// page's address, resolved against the current one; "" when there is none,
+// an error wrapping ErrPaging when it cannot be followed.
+func (p *Pager) Next(links []string) (string, error) {
+	target, ok, err := nextLink(links)
+	if err != nil || !ok {
+		return "", err
 	}
-	target, rest, ok := strings.Cut(link, ";")
-	if !ok || !strings.Contains(rest, `rel="next"`) {
-		return "", nil
-	}
-	u, err := url.Parse(strings.Trim(strings.TrimSpace(target), "<>"))
+	u, err := url.Parse(target)
 	if err != nil {
-		return "", fmt.Errorf("bad Link header %q: %w", link, err)
+		return "", fmt.Errorf("%w: Link header <%s>: %w", ErrPaging, target, err)
 	}
-	next := base.ResolveReference(u)
-	if next.Host != base.Host {
-		return "", fmt.Errorf("the Link header %q points to another host", link)
+	u = p.at.ResolveReference(u)
+	switch {
+	case u.Host != p.at.Host:
+		return "", fmt.Errorf("%w: the Link header <%s> points to another host than %s", ErrPaging, target, p.at.Host)
+	case p.seen[u.String()]:
+		return "", fmt.Errorf("%w: the Link header <%s> points back to a page already read (a loop)", ErrPaging, target)
+	case p.read >= p.max:
+		return "", fmt.Errorf("%w: more than %d pages", ErrPaging, p.max)
 	}
-	return next.String(), nil
+	p.seen[u.String()] = true
+	p.read++
+	p.at = u
+	return u.String(), nil
+}
+
+// nextLink finds the target of the rel="next" link among Link header
+// values, each of which may hold several links separated by commas.
+func nextLink(values []string) (string, bool, error) {
+	for _, v := range values {
+		for _, link := range strings.Split(v, ",") {
+			target, params, _ := strings.Cut(link, ";")
+			if !isNext(params) {
+				continue
+			}
+			target = strings.TrimSpace(target)
+			if len(target) < 2 || target[0] != '<' || target[len(target)-1] != '>' {
+				return "", false, fmt.Errorf("%w: Link header %q: want <URL>; rel=\"next\"", ErrPaging, v)
+			}
+			return target[1 : len(target)-1], true, nil
+		}
+	}
+	return "", false, nil
+}
+
+// isNext reports whether a link's parameters say rel="next" (or rel=next).
+func isNext(params string) bool {
+	for _, p := range strings.Split(params, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "rel") {
+			continue
+		}
+		for _, rel := range strings.Fields(strings.Trim(strings.TrimSpace(v), `"`)) {
+			if strings.EqualFold(rel, "next") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Tagged fetches the manifest a tag names, as the bytes served, and
@@ -129,18 +202,27 @@ func (r *Repo) Tagged(ctx context.Context, tag string) (v1.Descriptor, []byte, e
 }
 
 // Referrers asks the referrers API for the manifests whose subject is
-// subject and returns the answer as served (an image index).
+// subject and returns its answer as served, one image index per page: a
+// registry may split a long list and name the next page in a Link header.
 // ErrNoReferrersAPI when the registry has no such API.
-func (r *Repo) Referrers(ctx context.Context, subject v1.Hash) ([]byte, error) {
-	raw, _, err := r.get(ctx, "referrers/"+subject.String(), string(types.OCIImageIndex))
-	var se *statusError
-	if errors.As(err, &se) && (se.code == http.StatusBadRequest || se.code == http.StatusMethodNotAllowed) || errors.Is(err, errNotFound) {
-		return nil, fmt.Errorf("%s: %w", r.repo.RegistryStr(), ErrNoReferrersAPI)
+func (r *Repo) Referrers(ctx context.Context, subject v1.Hash) ([][]byte, error) {
+	p := NewPager(r.url("referrers/"+subject.String()), MaxReferrerPages)
+	var pages [][]byte
+	for next := p.First(); next != ""; {
+		raw, h, err := r.fetch(ctx, next, string(types.OCIImageIndex))
+		var se *statusError
+		if len(pages) == 0 && (errors.As(err, &se) && (se.code == http.StatusBadRequest || se.code == http.StatusMethodNotAllowed) || errors.Is(err, errNotFound)) {
+			return nil, fmt.Errorf("%s: %w", r.repo.RegistryStr(), ErrNoReferrersAPI)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("asking %s for the referrers of %s (page %d): %w", r.repo, subject, len(pages)+1, err)
+		}
+		pages = append(pages, raw)
+		if next, err = p.Next(h.Values("Link")); err != nil {
+			return nil, fmt.Errorf("asking %s for the referrers of %s (%d pages read): %w", r.repo, subject, len(pages), err)
+		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("asking %s for the referrers of %s: %w", r.repo, subject, err)
-	}
-	return raw, nil
+	return pages, nil
 }
 
 var errNotFound = errors.New("not found")
@@ -156,33 +238,41 @@ func (e *statusError) Unwrap() error { return e.err }
 // get fetches /v2/<repo>/<path>, bounded like a manifest, with its
 // Content-Type.
 func (r *Repo) get(ctx context.Context, path, accept string) ([]byte, string, error) {
-	hc, err := r.httpClient(ctx)
+	b, h, err := r.fetch(ctx, r.url(path).String(), accept)
 	if err != nil {
 		return nil, "", err
 	}
-	u := url.URL{Scheme: r.repo.Scheme(), Host: r.repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/%s", r.repo.RepositoryStr(), path)}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	return b, h.Get("Content-Type"), nil
+}
+
+// fetch GETs u, bounded like a manifest, with the answer's headers.
+func (r *Repo) fetch(ctx context.Context, u, accept string) ([]byte, http.Header, error) {
+	hc, err := r.httpClient(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	req.Header.Set("Accept", accept)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, "", access.Explain(access.RedactURL(err))
+		return nil, nil, access.Explain(access.RedactURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
-		return nil, "", errNotFound
+		return nil, nil, errNotFound
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", &statusError{code: resp.StatusCode, err: transport.CheckError(resp, http.StatusOK)}
+		return nil, nil, &statusError{code: resp.StatusCode, err: transport.CheckError(resp, http.StatusOK)}
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, graph.MaxManifestSize+1))
 	if err != nil {
-		return nil, "", access.RedactURL(err)
+		return nil, nil, access.RedactURL(err)
 	}
 	if len(b) > graph.MaxManifestSize {
-		return nil, "", fmt.Errorf("%w: more than %d bytes", graph.ErrTooLarge, graph.MaxManifestSize)
+		return nil, nil, fmt.Errorf("%w: more than %d bytes", graph.ErrTooLarge, graph.MaxManifestSize)
 	}
-	return b, resp.Header.Get("Content-Type"), nil
+	return b, resp.Header, nil
 }

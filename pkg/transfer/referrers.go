@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
 	"github.com/ferry-dev/ferry/pkg/graph"
+	"github.com/ferry-dev/ferry/pkg/source"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -177,9 +179,16 @@ func (c *conn) getTag(ctx context.Context, repo name.Repository, tag string) ([]
 // getPath fetches /v2/<repo>/<kind>/<ref>, an index or manifest;
 // errNotFound when absent, *statusError for another refusal.
 func (c *conn) getPath(ctx context.Context, repo name.Repository, kind, ref string) ([]byte, error) {
+	b, _, err := c.getURL(ctx, c.url(repo, kind, ref))
+	return b, err
+}
+
+// getURL is getPath for an address, with the answer's Link headers.
+func (c *conn) getURL(ctx context.Context, u string) ([]byte, []string, error) {
 	var b []byte
+	var links []string
 	err := retry(ctx, func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url(repo, kind, ref), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return err
 		}
@@ -202,26 +211,49 @@ func (c *conn) getPath(ctx context.Context, repo name.Repository, kind, ref stri
 		if err == nil && len(b) > graph.MaxManifestSize {
 			err = graph.ErrTooLarge
 		}
+		links = resp.Header.Values("Link")
 		return err
 	})
-	return b, err
+	return b, links, err
 }
 
 // listsReferrer reports whether repo lists ref among subject's referrers:
-// in the referrers API's answer, else in the referrers tag schema's index.
+// in the referrers API's answer, every page of it, else in the referrers
+// tag schema's index.
 func (c *conn) listsReferrer(ctx context.Context, repo name.Repository, subject, ref v1.Hash) (bool, error) {
-	raw, err := c.getPath(ctx, repo, "referrers", subject.String())
-	var se *statusError
-	switch {
-	case errors.Is(err, errNotFound) || errors.As(err, &se) && (se.code == http.StatusBadRequest || se.code == http.StatusMethodNotAllowed):
-		raw, err = c.getTag(ctx, repo, subject.Algorithm+"-"+subject.Hex)
-		if errors.Is(err, errNotFound) {
-			return false, nil
-		}
-	}
+	first, err := url.Parse(c.url(repo, "referrers", subject.String()))
 	if err != nil {
 		return false, err
 	}
+	p := source.NewPager(first, source.MaxReferrerPages)
+	for next, page := p.First(), 1; next != ""; page++ {
+		raw, links, err := c.getURL(ctx, next)
+		var se *statusError
+		if page == 1 && (errors.Is(err, errNotFound) || errors.As(err, &se) && (se.code == http.StatusBadRequest || se.code == http.StatusMethodNotAllowed)) {
+			raw, err = c.getTag(ctx, repo, subject.Algorithm+"-"+subject.Hex)
+			if errors.Is(err, errNotFound) {
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			return lists(raw, ref)
+		}
+		if err != nil {
+			return false, err
+		}
+		if ok, err := lists(raw, ref); ok || err != nil {
+			return ok, err
+		}
+		if next, err = p.Next(links); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// lists reports whether a referrers index lists ref.
+func lists(raw []byte, ref v1.Hash) (bool, error) {
 	var idx struct {
 		Manifests []v1.Descriptor `json:"manifests"`
 	}

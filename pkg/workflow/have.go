@@ -14,6 +14,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/referrer"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
@@ -53,7 +54,7 @@ func haveLock(ctx context.Context, client *access.Client, have *bundle.Have, pat
 	sum := sha256.Sum256(raw)
 	base := bundle.DeltaBase{Kind: bundle.BaseLock, Name: filepath.Base(path), Digest: "sha256:" + hex.EncodeToString(sum[:])}
 	have.Bases = append(have.Bases, base)
-	src := newSources(client)
+	src := newSources(client, referrer.Filter{}) // manifests only: no artifacts are looked for
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(client.Jobs())

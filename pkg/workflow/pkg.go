@@ -30,6 +30,9 @@ type PkgOptions struct {
 	// SupplyChain also carries each image's signatures, attestations,
 	// SBOMs and OCI referrers, found as its manifests are fetched.
 	SupplyChain bool
+	// ArtifactTypes picks, of those, the artifacts that travel (by kind
+	// or artifactType); the zero Filter takes all.
+	ArtifactTypes referrer.Filter
 	// SplitSize, above zero, writes the bundle as parts of at most that
 	// many bytes beside a parts file (see bundle.PartPath).
 	SplitSize int64
@@ -73,11 +76,7 @@ var ErrInterrupted = errors.New("interrupted")
 // the non-distributable layers left out recorded in it.
 func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string, o PkgOptions) (*PkgResult, error) {
 	res := &PkgResult{Bundle: path}
-	if !o.SupplyChain {
-		for i := range lf.Images {
-			lf.Images[i].Artifacts = nil
-		}
-	}
+	useRecorded(lf, o.SupplyChain, o.ArtifactTypes)
 	// A split bundle is read through its parts file; an unsplit one only
 	// from a file at path, never from parts of the same name.
 	read := path
@@ -96,7 +95,7 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 		res.Unchanged = true
 		return res, describe(ctx, read, res, true)
 	}
-	entries, err := fetchManifests(ctx, client, lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable}, o.SupplyChain)
+	entries, err := fetchManifests(ctx, newSources(client, o.ArtifactTypes), lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable}, o.SupplyChain)
 	if err != nil {
 		return nil, err
 	}
@@ -209,11 +208,10 @@ func platforms(ps []bundle.PlatformSummary) []string {
 // and records the non-distributable layers left out in lf. With supply, it
 // also finds and records the artifacts attached to each image, the lookup
 // running beside the walk.
-func fetchManifests(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options, supply bool) ([]bundle.Entry, error) {
+func fetchManifests(ctx context.Context, src *sources, lf *lock.File, wo graph.Options, supply bool) ([]bundle.Entry, error) {
 	entries := make([]bundle.Entry, len(lf.Images))
-	src := newSources(client)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(client.Jobs())
+	g.SetLimit(src.client.Jobs())
 	for i, im := range lf.Images {
 		ref, repo, err := src.at(im)
 		if err != nil {
@@ -263,4 +261,22 @@ func fetchManifests(ctx context.Context, client *access.Client, lf *lock.File, w
 		}
 	}
 	return entries, nil
+}
+
+// useRecorded keeps the artifacts lf records only where they were found
+// as this run would find them: with supply, under the same filter. It then
+// marks lf with the filter in force, which the lock stored in a bundle
+// keeps, so that a bundle made under another filter is not taken for
+// done.
+func useRecorded(lf *lock.File, supply bool, filter referrer.Filter) {
+	words := filter.Words()
+	if !supply {
+		words = nil
+	}
+	if !supply || !slices.Equal(lf.ArtifactTypes, words) {
+		for i := range lf.Images {
+			lf.Images[i].Artifacts = nil
+		}
+	}
+	lf.ArtifactTypes = words
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/ferry-dev/ferry/pkg/referrer"
 	"github.com/ferry-dev/ferry/pkg/transfer"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -56,12 +57,16 @@ type RelocateOptions struct {
 	// and OCI referrers after it: found at the source by Relocate, read
 	// from the bundle by Unpkg.
 	SupplyChain bool
+	// ArtifactTypes picks, of those, the artifacts that travel (by kind
+	// or artifactType); the zero Filter takes all.
+	ArtifactTypes referrer.Filter
 }
 
 // Relocate copies every image of the lock from where it is now into
 // o.Repository and returns the relocated lock.
 func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o RelocateOptions) (*lock.File, *RelocateResult, error) {
-	src := newSources(client)
+	useRecorded(lf, o.SupplyChain, o.ArtifactTypes)
+	src := newSources(client, o.ArtifactTypes)
 	entries := make([]transfer.Entry, 0, len(lf.Images))
 	for _, im := range lf.Images {
 		_, repo, err := src.at(im)
@@ -71,7 +76,7 @@ func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o Reloc
 		entries = append(entries, transfer.Entry{Image: im, From: repo})
 	}
 	if o.SupplyChain {
-		if err := withArtifacts(ctx, client, lf, entries); err != nil {
+		if err := withArtifacts(ctx, src, lf, entries); err != nil {
 			return nil, nil, err
 		}
 	} else {
@@ -79,7 +84,11 @@ func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o Reloc
 			entries[i].Image.Artifacts = nil
 		}
 	}
-	return push(ctx, client, entries, o.RelocateOptions)
+	out, res, err := push(ctx, client, entries, o.RelocateOptions)
+	if out != nil {
+		out.ArtifactTypes = lf.ArtifactTypes
+	}
+	return out, res, err
 }
 
 // Unpkg pushes every image of the bundle at path into o.Repository and
@@ -90,7 +99,7 @@ func Unpkg(ctx context.Context, client *access.Client, path string, o RelocateOp
 		return nil, nil, err
 	}
 	defer r.Close()
-	entries, err := bundleEntries(ctx, r, o.SupplyChain)
+	entries, pushed, err := bundleEntries(ctx, r, o.SupplyChain, o.ArtifactTypes)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -103,12 +112,17 @@ func Unpkg(ctx context.Context, client *access.Client, path string, o RelocateOp
 	if errors.As(err, &missing) {
 		return nil, nil, fmt.Errorf("delta bundle %s: %w: unpkg the bundle they came in into this registry first (or relocate their images), or carry a full bundle made without --have", r.Path(), err)
 	}
+	if out != nil && o.SupplyChain {
+		// The filter in force: this run's, else the bundle's.
+		out.ArtifactTypes = o.ArtifactTypes.Words()
+		if out.ArtifactTypes == nil && r.Lock() != nil {
+			out.ArtifactTypes = r.Lock().ArtifactTypes
+		}
+	}
 	if res != nil {
 		res.DeltaBlobs = len(ro.Expected)
 		res.TrailingBytes = r.TrailingBytes()
-		if !o.SupplyChain {
-			res.ArtifactsLeftOut = len(r.Artifacts())
-		}
+		res.ArtifactsLeftOut = len(r.Artifacts()) - pushed
 	}
 	return out, res, err
 }
@@ -163,17 +177,19 @@ func expected(d *bundle.Delta) []transfer.Expected {
 
 // bundleEntries pairs each image of the bundle with its lock entry, which
 // says where it came from and so where it lands. A bundle from another
-// tool has no lock: its reference names stand in.
-func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transfer.Entry, error) {
+// tool has no lock: its reference names stand in. With supply, each
+// image's artifacts that filter keeps go with it; pushed counts those
+// artifacts, each once.
+func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool, filter referrer.Filter) (entries []transfer.Entry, pushed int, err error) {
 	lf := r.Lock()
-	var entries []transfer.Entry
+	taken := map[string]bool{}
 	for _, ref := range r.Entries() {
 		if ref.Name == "" {
-			return nil, fmt.Errorf("bundle %s: image %s has no reference name (org.opencontainers.image.ref.name), so ferry cannot tell where it belongs", r.Path(), ref.Desc.Digest)
+			return nil, 0, fmt.Errorf("bundle %s: image %s has no reference name (org.opencontainers.image.ref.name), so ferry cannot tell where it belongs", r.Path(), ref.Desc.Digest)
 		}
 		root, err := r.Walk(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("bundle %s: reading %q: %w", r.Path(), ref.Name, err)
+			return nil, 0, fmt.Errorf("bundle %s: reading %q: %w", r.Path(), ref.Name, err)
 		}
 		im := lock.Image{Image: ref.Name}
 		if lf != nil {
@@ -193,7 +209,11 @@ func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transf
 		if supply {
 			arts, err := r.ArtifactsOf(ctx, root)
 			if err != nil {
-				return nil, fmt.Errorf("bundle %s: reading the artifacts of %q: %w", r.Path(), ref.Name, err)
+				return nil, 0, fmt.Errorf("bundle %s: reading the artifacts of %q: %w", r.Path(), ref.Name, err)
+			}
+			arts = keepArtifacts(arts, root, filter)
+			for _, a := range arts {
+				taken[a.Subject.String()+" "+a.Root.Desc.Digest.String()+" "+a.Tag] = true
 			}
 			e.Artifacts = toTransfer(arts)
 			im.Artifacts = bundle.LockArtifacts(arts)
@@ -202,7 +222,7 @@ func bundleEntries(ctx context.Context, r *bundle.Reader, supply bool) ([]transf
 		entries = append(entries, e)
 	}
 	if len(entries) == 0 {
-		return nil, fmt.Errorf("bundle %s holds no images", r.Path())
+		return nil, 0, fmt.Errorf("bundle %s holds no images", r.Path())
 	}
-	return entries, nil
+	return entries, len(taken), nil
 }

@@ -41,10 +41,12 @@ type sources struct {
 	finders map[*source.Repo]*referrer.Finder
 	// registries share what each registry showed of its referrers API.
 	registries map[string]*referrer.Registry
+	// filter picks the artifacts the finders find.
+	filter referrer.Filter
 }
 
-func newSources(client *access.Client) *sources {
-	return &sources{client: client, repos: map[string]*source.Repo{}, finders: map[*source.Repo]*referrer.Finder{}, registries: map[string]*referrer.Registry{}}
+func newSources(client *access.Client, filter referrer.Filter) *sources {
+	return &sources{client: client, repos: map[string]*source.Repo{}, finders: map[*source.Repo]*referrer.Finder{}, registries: map[string]*referrer.Registry{}, filter: filter}
 }
 
 // finder is the repository's one finder of signatures, attestations, SBOMs
@@ -59,7 +61,7 @@ func (s *sources) finder(f graph.Fetcher) *referrer.Finder {
 			reg = &referrer.Registry{}
 			s.registries[host] = reg
 		}
-		fd = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: s.client.Jobs(), Registry: reg})
+		fd = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: s.client.Jobs(), Registry: reg, Filter: s.filter})
 		s.finders[repo] = fd
 	}
 	return fd

@@ -199,4 +199,24 @@ func TestOrasDiscoversAfterPkgUnpkg(t *testing.T) {
 			}
 		}
 	}
+
+	// The CI flow with a filter: resolve records only the SPDX referrer
+	// (the child's scan is another artifactType), and relocate from that
+	// lock carries it alone.
+	lockFile := filepath.Join(dir, "images.lock.yaml")
+	testutil.MustFerry(t, dir, "resolve", "-f", manifests, "--lock-output", lockFile, "--artifact-type", "application/spdx+json", "--insecure-registry", src.Host)
+	raw, err := os.ReadFile(lockFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), want[index.Digest][0]) || strings.Contains(string(raw), want[child.Digest][0]) {
+		t.Errorf("resolve --artifact-type application/spdx+json: the lock does not record the SBOM alone:\n%s", raw)
+	}
+	testutil.MustFerry(t, dir, "relocate", "--lock", lockFile, "--repository", debian.Host+"/filtered", "--artifact-type", "application/spdx+json", "--insecure-registry", src.Host, "--insecure-registry", debian.Host)
+	if out := testutil.RunOras(t, dir, "discover", "--plain-http", "--format", "json", debian.Host+"/filtered/team/app@"+index.Digest); !strings.Contains(out, want[index.Digest][0]) {
+		t.Errorf("oras discover after relocate --artifact-type does not list the SBOM %s:\n%s", want[index.Digest][0], out)
+	}
+	if out := testutil.RunOras(t, dir, "discover", "--plain-http", "--format", "json", debian.Host+"/filtered/team/app@"+child.Digest); strings.Contains(out, want[child.Digest][0]) {
+		t.Errorf("oras discover after relocate --artifact-type lists the scan %s, which was left out:\n%s", want[child.Digest][0], out)
+	}
 }
