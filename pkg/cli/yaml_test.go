@@ -89,11 +89,11 @@ func TestMaxDocumentSizeFlag(t *testing.T) {
 		stderr string
 	}{
 		// A List of 5 KiB, whose items are under the limit, may be up to
-		// scan.ListFactor times it.
+		// scan.ListFactor times it; over that, the message names that cap.
 		{"scan over the limit", []string{"scan", "-f", big, "--max-document-size", "1KiB"}, 1,
-			"error: " + big + ": document 2 (from line 2) is larger than 1 KiB: split it into several documents (a List into one document per item), or raise the limit with --max-document-size\n"},
+			"error: " + big + ": document 2 (from line 2) is larger than 4 KiB, the most a List may hold (4 × --max-document-size 1 KiB): split it into several documents (one per item), or raise the limit with --max-document-size\n"},
 		{"rewrite over the limit", []string{"rewrite", "-f", big, "--lock", lockPath, "--max-document-size", "1024"}, 1,
-			"error: " + big + ": document 2 (from line 2) is larger than 1 KiB: split it into several documents (a List into one document per item), or raise the limit with --max-document-size\n"},
+			"error: " + big + ": document 2 (from line 2) is larger than 4 KiB, the most a List may hold (4 × --max-document-size 1 KiB): split it into several documents (one per item), or raise the limit with --max-document-size\n"},
 		{"a List whose items are under the limit", []string{"scan", "-f", big, "--max-document-size", "2KiB"}, 0, ""},
 		{"rewrite a List whose items are under the limit", []string{"rewrite", "-f", big, "--lock", lockPath, "--max-document-size", "2KiB"}, 0, ""},
 		{"not a size", []string{"scan", "-f", big, "--max-document-size", "lots"}, 2, "error: --max-document-size: \"lots\" is not a size"},
