@@ -161,7 +161,7 @@ func (c *Cluster) waitReady(t testing.TB, pki clusterPKI) error {
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(t.Context(), clusterReadyTimeout)
 	defer cancel()
-	last := errors.New("no answer yet")
+	var last error
 	for {
 		for _, p := range []*clusterProc{c.etcd, c.apiserver} {
 			select {
