@@ -405,6 +405,29 @@ func withImages(m map[string]string, kv ...string) map[string]string {
 	return out
 }
 
+// harnessCRD is a CustomResourceDefinition whose schema wants an integer size.
+const harnessCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.ferry.test
+spec:
+  group: ferry.test
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+`
+
 // TestClusterHarness: the test cluster answers kubectl as an
 // administrator, and leaves no process and no file behind.
 func TestClusterHarness(t *testing.T) {
@@ -424,6 +447,17 @@ func TestClusterHarness(t *testing.T) {
 		r := c.Kubectl(t, nil, "run", "root", "-n", "harness", "--image", "nginx:1.25", "--dry-run=server")
 		if r.Code != 1 || !strings.Contains(r.Stderr, `violates PodSecurity "restricted:latest"`) {
 			t.Errorf("a pod breaking the restricted level: exit %d, stderr %s", r.Code, r.Stderr)
+		}
+		// A CustomResourceDefinition's schema judges objects of its kind:
+		// the API server's own controllers establish it, no other runs.
+		c.MustKubectl(t, []byte(harnessCRD), "apply", "-f", "-")
+		c.MustKubectl(t, nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.ferry.test")
+		widget := func(size string) []byte {
+			return []byte("apiVersion: ferry.test/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: harness\nspec:\n  size: " + size + "\n")
+		}
+		c.MustKubectl(t, widget("3"), "create", "--dry-run=server", "-f", "-")
+		if r := c.Kubectl(t, widget("big"), "create", "--dry-run=server", "-f", "-"); r.Code != 1 || !strings.Contains(r.Stderr, "spec.size") {
+			t.Errorf("a Widget breaking its schema: exit %d, stderr %s; want it refused naming spec.size", r.Code, r.Stderr)
 		}
 		t.Logf("the cluster started in %v", c.StartTook.Round(10*time.Millisecond))
 	})
