@@ -29,6 +29,10 @@ REG_PKGS  ?= ./pkg/internal/testutil ./pkg/source
 # them without -race (their unit tests ran with it, under -short). The
 # longest comes last, so that the others' lines print as they finish.
 E2E_PKGS  ?= ./cmd/ferry ./pkg/bundle ./pkg/transfer ./pkg/internal/e2e
+# Tests behind a real kube-apiserver (TestCluster*): make test-cluster runs
+# them, make test skips them (their binaries take ~20 minutes to build).
+CLUSTER_PKGS ?= ./pkg/internal/e2e
+CLUSTER_RUN  := ^TestCluster
 # Every package appends its line of prerequisites skipped here.
 SKIPLOG   := $(CURDIR)/bin/test-skips.log
 
@@ -46,12 +50,19 @@ test: test-tools ## unit tests (-race) then end-to-end tests on real registries
 	echo "== tests on real registries: go test $(RACE) $(REG_PKGS)"; \
 	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test $(RACE) -count=1 -timeout 20m $(REG_PKGS) || rc=1; \
 	echo "== end-to-end tests: go test (no -race) $(E2E_PKGS)"; \
-	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test -count=1 -timeout 20m $(E2E_PKGS) || rc=1; \
+	FERRY_TEST_SKIPLOG=$(SKIPLOG) $(GO) test -count=1 -timeout 20m -skip '$(CLUSTER_RUN)' $(E2E_PKGS) || rc=1; \
 	echo "== prerequisites"; \
 	if [ -s $(SKIPLOG) ]; then \
 	  sort -u $(SKIPLOG) | awk '{p=$$3; sub(/^SKIPPED in [^ ]* /, ""); if (p in a) a[p] = a[p] "; " $$0; else a[p] = $$0} END {for (p in a) print "SKIPPED in " p " " a[p]}' | sort; \
 	else echo "nothing skipped for want of a prerequisite"; fi; \
 	exit $$rc
+
+.PHONY: test-cluster
+test-cluster: ## the webhook behind a real kube-apiserver, judged by kubectl (builds kube-apiserver, kubectl, etcd once into the user cache: ~20 min the first time)
+	@echo "== cluster binaries: kube-apiserver, kubectl, etcd (built once into the user cache; the first build takes about 20 minutes on 2 cores)"
+	@$(GO) run ./pkg/internal/testutil/testtools -cluster
+	@echo "== cluster tests: go test -run '$(CLUSTER_RUN)' $(CLUSTER_PKGS)"
+	@$(GO) test -count=1 -timeout 20m -run '$(CLUSTER_RUN)' $(CLUSTER_PKGS)
 
 .PHONY: test-unit
 test-unit: ## the quick loop: unit tests only (-short skips the end-to-end tests)
