@@ -24,8 +24,8 @@ const (
 // of github.com/openshift/api (config/v1, imagedigestmirrorsets and
 // imagetagmirrorsets) define it: the field names, the required ones, the
 // enum of mirrorSourcePolicy, and the grammar of source and mirrors
-// (host[:port][/path], source also "*.domain"). This is the judge until
-// the CRDs themselves are applied to a real API server; the golden files
+// (host[:port][/path], source also "*.domain"). The quick judge: the
+// real one applies the CRDs to kube-apiserver (TestClusterOpenShiftMirrorSets); the golden files
 // in pkg/mirrorconfig/testdata/ (idms*.golden) are what such a judge
 // applies. It shares no code with pkg/mirrorconfig.
 var (
