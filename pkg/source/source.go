@@ -33,6 +33,9 @@ type Repo struct {
 
 	mu   sync.Mutex
 	http *http.Client
+	// kept are manifests already fetched (by resolving), served once
+	// without a request.
+	kept map[v1.Hash][]byte
 
 	stall time.Duration // stallTimeout, unless a test sets it
 }
@@ -48,10 +51,28 @@ func New(c *access.Client, repo name.Repository) *Repo {
 // Repository is the repository served.
 func (r *Repo) Repository() name.Repository { return r.repo }
 
+// Keep hands the repository a manifest already fetched from it (by
+// resolving), so that the first Manifest call for d makes no request.
+func (r *Repo) Keep(d v1.Hash, raw []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kept == nil {
+		r.kept = map[v1.Hash][]byte{}
+	}
+	r.kept[d] = raw
+}
+
 // Manifest fetches the manifest d names, as the bytes served, over the
 // repository's one authenticated connection (not a new ping and token per
 // manifest). The caller checks the bytes against d.
 func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
+	r.mu.Lock()
+	raw, ok := r.kept[d.Digest]
+	delete(r.kept, d.Digest)
+	r.mu.Unlock()
+	if ok {
+		return raw, nil
+	}
 	hc, err := r.httpClient(ctx)
 	if err != nil {
 		return nil, err
