@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 
-	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/bundle"
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/lock"
@@ -69,11 +68,12 @@ func toTransfer(arts []bundle.Artifact) []transfer.Artifact {
 
 // withArtifacts walks every entry's image and finds its artifacts at the
 // same time (see fetchManifests), so that relocate pushes them after it
-// and records them in the lock it writes.
-func withArtifacts(ctx context.Context, client *access.Client, lf *lock.File, entries []transfer.Entry) error {
+// and records them in the lock it writes. src is the one the entries read
+// from: one connection, one token per repository.
+func withArtifacts(ctx context.Context, src *sources, lf *lock.File, entries []transfer.Entry) error {
 	walked := *lf
 	walked.Images = slices.Clone(lf.Images)
-	found, err := fetchManifests(ctx, client, &walked, graph.Options{}, true)
+	found, err := fetchManifests(ctx, src, &walked, graph.Options{}, true)
 	if err != nil {
 		return err
 	}

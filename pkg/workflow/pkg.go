@@ -83,7 +83,7 @@ func Pkg(ctx context.Context, client *access.Client, lf *lock.File, path string,
 		res.Unchanged = true
 		return res, describe(ctx, read, res, true)
 	}
-	entries, err := fetchManifests(ctx, client, lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable}, o.SupplyChain)
+	entries, err := fetchManifests(ctx, newSources(client), lf, graph.Options{IncludeNonDistributable: o.IncludeNonDistributable}, o.SupplyChain)
 	if err != nil {
 		return nil, err
 	}
@@ -192,11 +192,10 @@ func platforms(ps []bundle.PlatformSummary) []string {
 // and records the non-distributable layers left out in lf. With supply, it
 // also finds and records the artifacts attached to each image, the lookup
 // running beside the walk.
-func fetchManifests(ctx context.Context, client *access.Client, lf *lock.File, wo graph.Options, supply bool) ([]bundle.Entry, error) {
+func fetchManifests(ctx context.Context, src *sources, lf *lock.File, wo graph.Options, supply bool) ([]bundle.Entry, error) {
 	entries := make([]bundle.Entry, len(lf.Images))
-	src := newSources(client)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(client.Jobs())
+	g.SetLimit(src.client.Jobs())
 	for i, im := range lf.Images {
 		ref, repo, err := src.at(im)
 		if err != nil {

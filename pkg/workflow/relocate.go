@@ -65,7 +65,7 @@ func Relocate(ctx context.Context, client *access.Client, lf *lock.File, o Reloc
 		entries = append(entries, transfer.Entry{Image: im, From: repo})
 	}
 	if o.SupplyChain {
-		if err := withArtifacts(ctx, client, lf, entries); err != nil {
+		if err := withArtifacts(ctx, src, lf, entries); err != nil {
 			return nil, nil, err
 		}
 	} else {
