@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/lock"
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -127,10 +128,23 @@ func where(s []lock.Source) string {
 // reads the manifest anyway, and the pull is counted either way.
 func one(ctx context.Context, c *access.Client, r imageref.Ref, o Options) (lock.Image, error) {
 	ref := c.Reference(r.Reference())
-	opts := c.Remote(ctx)
+	// The repository's one transport for the run, shared with the walk and
+	// the blobs that may follow: one token, not one per call.
+	repo := ref.Context()
+	rt, err := c.SharedTransport(access.PullKey(repo), func() (http.RoundTripper, error) {
+		auth, err := authn.Resolve(ctx, c.Keychain(), repo.Registry)
+		if err != nil {
+			return nil, err
+		}
+		base := transport.NewUserAgent(c.Transport(), c.UserAgent())
+		return transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
+	})
+	if err != nil {
+		return lock.Image{}, explain(r, err)
+	}
+	opts := append(c.Remote(ctx), remote.WithTransport(rt))
 	var desc *v1.Descriptor
 	var raw []byte
-	var err error
 	if !o.KeepManifests {
 		desc, err = remote.Head(ref, opts...)
 	}

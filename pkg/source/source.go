@@ -305,16 +305,25 @@ func (r *Repo) httpClient(ctx context.Context) (*http.Client, error) {
 	if r.http != nil {
 		return r.http, nil
 	}
-	auth, err := authn.Resolve(ctx, r.client.Keychain(), r.repo.Registry)
+	// Built once and reused for every blob: one ping, one token, shared
+	// with whatever else reads the repository in this run (resolving).
+	// A failure is not kept, so a later call may succeed. No retry wrapper
+	// here: the client's transport retries, and another layer would
+	// multiply tries.
+	t, err := r.client.SharedTransport(access.PullKey(r.repo), func() (http.RoundTripper, error) {
+		auth, err := authn.Resolve(ctx, r.client.Keychain(), r.repo.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("credentials for %s: %w", r.repo.RegistryStr(), err)
+		}
+		base := transport.NewUserAgent(r.client.Transport(), r.client.UserAgent())
+		t, err := transport.NewWithContext(ctx, r.repo.Registry, auth, base, []string{r.repo.Scope(transport.PullScope)})
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", r.repo.RegistryStr(), access.Explain(err))
+		}
+		return t, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", r.repo.RegistryStr(), err)
-	}
-	// Built once and reused for every blob: one ping, one token. A failure
-	// is not kept, so a later call may succeed. No retry wrapper here: the
-	// client's transport retries, and another layer would multiply tries.
-	t, err := transport.NewWithContext(ctx, r.repo.Registry, auth, r.client.Transport(), []string{r.repo.Scope(transport.PullScope)})
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", r.repo.RegistryStr(), access.Explain(err))
+		return nil, err
 	}
 	r.http = &http.Client{Transport: t}
 	return r.http, nil
