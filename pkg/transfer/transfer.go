@@ -410,7 +410,7 @@ func (p *pusher) blobErr(j *blobJob, r name.Repository, doing string, err error)
 // the image is absent: ferry puts a tagged root by its tag, so a root
 // without its tag was not left by ferry, and treating it as absent costs
 // requests (each blob answers its mount from the repository itself with
-// 201), never bytes or correctness. A tag naming another digest (it moved
+// 201; on a registry that declines mounts, uploads), never correctness. A tag naming another digest (it moved
 // on at the source) is followed by a HEAD of the digest, as before.
 func (p *pusher) findPresent(ctx context.Context, manifests []*manifestJob, jobs int) error {
 	g, gctx := errgroup.WithContext(ctx)
