@@ -86,6 +86,8 @@ type Client struct {
 	jobs       int
 	limits     *limiter
 	userAgent  string
+	// shared are the per-repository transports of the run.
+	shared shared
 }
 
 // New checks the options and builds a Client.

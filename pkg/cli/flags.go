@@ -66,6 +66,9 @@ type inputFlags struct {
 	read  bool
 	// maxDocSize is --max-document-size as given.
 	maxDocSize string
+	// fetch: the command reads every manifest after resolving (pkg,
+	// relocate), so resolving fetches it and keeps the bytes.
+	fetch bool
 }
 
 func (f *inputFlags) add(fs *pflag.FlagSet) {

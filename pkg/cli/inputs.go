@@ -167,7 +167,7 @@ func (o *rootOptions) lockFor(ctx context.Context, cmd *cobra.Command, in *input
 	log.Debug("resolving", slog.Int("references", len(inputs)))
 	// Warnings are for people: a plain line each, as rewrite's and scan's.
 	warn := func(m string) { fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", m) }
-	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: warn})
+	return resolve.Resolve(ctx, client, inputs, resolve.Options{Warn: warn, KeepManifests: in.fetch})
 }
 
 // rewritten rewrites the inputs into memory, so that a failure leaves

@@ -86,6 +86,7 @@ written in the manifests (see docs/bundle.md).`,
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	o.in.fetch = true // every manifest is read next
 	o.in.add(cmd.Flags())
 	o.in.addImages(cmd.Flags())
 	o.reg.add(cmd.Flags())

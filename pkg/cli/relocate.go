@@ -61,6 +61,7 @@ goes to stderr. See docs/layouts.md for where images land.`,
 			return o.run(cmd.Context(), cmd, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
+	o.in.fetch = true // every manifest is read next
 	o.in.add(cmd.Flags())
 	o.in.addImages(cmd.Flags())
 	o.reg.add(cmd.Flags())

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -134,13 +135,17 @@ func TestRelocateCLI(t *testing.T) {
 		t.Errorf("lock relocated = %q", im.Relocated)
 	}
 	// Two configs, two base layers, two own layers; go-containerregistry's
-	// in-memory registry declines mounts, so the base layers go up a
-	// second time (pkg/transfer's tests cover mounting).
-	if n := dst.uploadCount(); n != 8 {
-		t.Errorf("%d blob uploads, want 8", n)
+	// in-memory registry declines mounts, so a base layer may go up a
+	// second time; once ferry has seen a mount declined it asks with a
+	// HEAD first, which this registry (one store for all repositories)
+	// answers with 200. So 6 to 8 uploads, as the timing falls
+	// (pkg/transfer's tests cover mounting).
+	n := dst.uploadCount()
+	if n < 6 || n > 8 {
+		t.Errorf("%d blob uploads, want 6 to 8", n)
 	}
-	if !strings.Contains(stderr, "pushed 2 images into "+dst.host+"/mirror: 8 blobs uploaded") {
-		t.Errorf("stderr lacks the closing note saying 8 blobs uploaded:\n%s", stderr)
+	if want := fmt.Sprintf("pushed 2 images into %s/mirror: %d blobs uploaded", dst.host, n); !strings.Contains(stderr, want) {
+		t.Errorf("stderr lacks the closing note %q:\n%s", want, stderr)
 	}
 
 	t.Run("again from the lock uploads nothing and prints only the lock", func(t *testing.T) {

@@ -71,6 +71,11 @@ type Image struct {
 	// attached to the image or to one of its platforms (or to another
 	// artifact), which travel with it.
 	Artifacts []Artifact `json:"artifacts,omitempty" yaml:"artifacts,omitempty"`
+	// Manifest is the manifest or index as served when it was resolved,
+	// kept only in memory (never written) so that a command that reads
+	// it next does not ask the registry again. The reader checks it
+	// against Digest like any fetched manifest.
+	Manifest []byte `json:"-" yaml:"-"`
 }
 
 // Artifact is a manifest attached to an image: found under cosign's tag

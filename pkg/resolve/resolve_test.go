@@ -1,6 +1,7 @@
 package resolve
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -8,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -169,4 +172,79 @@ func TestResolveRefusesPlainHTTPUnlessNamed(t *testing.T) {
 	if n := served.Load(); n != 0 {
 		t.Errorf("%d plain-HTTP requests reached the registry, want none", n)
 	}
+}
+
+func TestResolveKeepsManifests(t *testing.T) {
+	// pkg and relocate read every manifest next: resolving GETs it and
+	// keeps the bytes, one request per image (an index too), no HEAD.
+	var mu sync.Mutex
+	var seen []string
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/manifests/") {
+			mu.Lock()
+			seen = append(seen, r.Method)
+			mu.Unlock()
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	host := u.Host
+	c, err := access.New(access.Options{InsecureHosts: []string{host}, Jobs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := random.Image(256, 1)
+	idx, _ := random.Index(128, 1, 2)
+	appRef, _ := name.ParseReference(host+"/team/app:v1", name.Insecure)
+	idxRef, _ := name.ParseReference(host+"/team/multi:v2", name.Insecure)
+	if err := remote.Write(appRef, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(idxRef, idx); err != nil {
+		t.Fatal(err)
+	}
+	inputs := []Input{{Ref: mustParse(t, host+"/team/app:v1")}, {Ref: mustParse(t, host+"/team/multi:v2")}}
+	for _, keep := range []bool{false, true} {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		f, err := Resolve(context.Background(), c, inputs, Options{KeepManifests: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range f.Images {
+			if !keep {
+				if im.Manifest != nil {
+					t.Errorf("%s: manifest kept without KeepManifests", im.Image)
+				}
+				continue
+			}
+			h, _, err := v1.SHA256(bytes.NewReader(im.Manifest))
+			if err != nil || h.String() != im.Digest {
+				t.Errorf("%s: kept manifest hashes to %s, want %s", im.Image, h, im.Digest)
+			}
+			if strings.HasSuffix(im.Image, "multi:v2") && len(im.Platforms) != 2 {
+				t.Errorf("%s: %d platforms recorded, want 2", im.Image, len(im.Platforms))
+			}
+		}
+		mu.Lock()
+		got := strings.Join(seen, " ")
+		mu.Unlock()
+		// HEAD for the image; HEAD then GET for the index.
+		want := "GET HEAD HEAD"
+		if keep {
+			want = "GET GET"
+		}
+		if sorted := sortedWords(got); sorted != want {
+			t.Errorf("KeepManifests=%v: manifest requests %q, want %q", keep, sorted, want)
+		}
+	}
+}
+
+func sortedWords(s string) string {
+	w := strings.Fields(s)
+	sort.Strings(w)
+	return strings.Join(w, " ")
 }

@@ -33,6 +33,9 @@ type Repo struct {
 
 	mu   sync.Mutex
 	http *http.Client
+	// kept are manifests already fetched (by resolving), served once
+	// without a request.
+	kept map[v1.Hash][]byte
 
 	stall time.Duration // stallTimeout, unless a test sets it
 }
@@ -48,10 +51,28 @@ func New(c *access.Client, repo name.Repository) *Repo {
 // Repository is the repository served.
 func (r *Repo) Repository() name.Repository { return r.repo }
 
+// Keep hands the repository a manifest already fetched from it (by
+// resolving), so that the first Manifest call for d makes no request.
+func (r *Repo) Keep(d v1.Hash, raw []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kept == nil {
+		r.kept = map[v1.Hash][]byte{}
+	}
+	r.kept[d] = raw
+}
+
 // Manifest fetches the manifest d names, as the bytes served, over the
 // repository's one authenticated connection (not a new ping and token per
 // manifest). The caller checks the bytes against d.
 func (r *Repo) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
+	r.mu.Lock()
+	raw, ok := r.kept[d.Digest]
+	delete(r.kept, d.Digest)
+	r.mu.Unlock()
+	if ok {
+		return raw, nil
+	}
 	hc, err := r.httpClient(ctx)
 	if err != nil {
 		return nil, err
@@ -284,16 +305,25 @@ func (r *Repo) httpClient(ctx context.Context) (*http.Client, error) {
 	if r.http != nil {
 		return r.http, nil
 	}
-	auth, err := authn.Resolve(ctx, r.client.Keychain(), r.repo.Registry)
+	// Built once and reused for every blob: one ping, one token, shared
+	// with whatever else reads the repository in this run (resolving).
+	// A failure is not kept, so a later call may succeed. No retry wrapper
+	// here: the client's transport retries, and another layer would
+	// multiply tries.
+	t, err := r.client.SharedTransport(access.PullKey(r.repo), func() (http.RoundTripper, error) {
+		auth, err := authn.Resolve(ctx, r.client.Keychain(), r.repo.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("credentials for %s: %w", r.repo.RegistryStr(), err)
+		}
+		base := transport.NewUserAgent(r.client.Transport(), r.client.UserAgent())
+		t, err := transport.NewWithContext(ctx, r.repo.Registry, auth, base, []string{r.repo.Scope(transport.PullScope)})
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", r.repo.RegistryStr(), access.Explain(err))
+		}
+		return t, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", r.repo.RegistryStr(), err)
-	}
-	// Built once and reused for every blob: one ping, one token. A failure
-	// is not kept, so a later call may succeed. No retry wrapper here: the
-	// client's transport retries, and another layer would multiply tries.
-	t, err := transport.NewWithContext(ctx, r.repo.Registry, auth, r.client.Transport(), []string{r.repo.Scope(transport.PullScope)})
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", r.repo.RegistryStr(), access.Explain(err))
+		return nil, err
 	}
 	r.http = &http.Client{Transport: t}
 	return r.http, nil

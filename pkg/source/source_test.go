@@ -330,3 +330,27 @@ func TestRangeStart(t *testing.T) {
 		}
 	}
 }
+
+func TestKeptManifestServedOnceWithoutARequest(t *testing.T) {
+	// Resolving fetched it already: the walk gets it without asking the
+	// registry (here one that does not exist), once.
+	c, err := access.New(access.Options{InsecureHosts: []string{"127.0.0.1:1"}, Retry: access.RetryPolicy{BaseDelay: time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := name.NewRepository("127.0.0.1:1/team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(c, repo)
+	raw := []byte(`{"schemaVersion":2}`)
+	d := v1.Descriptor{Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}, Size: int64(len(raw))}
+	r.Keep(d.Digest, raw)
+	got, err := r.Manifest(context.Background(), d)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("Manifest = %q, %v; want the kept bytes", got, err)
+	}
+	if _, err := r.Manifest(context.Background(), d); err == nil {
+		t.Error("a second Manifest was served from memory too: kept bytes should be handed out once")
+	}
+}

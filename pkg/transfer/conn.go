@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +32,10 @@ type conn struct {
 	http   *http.Client
 	// userAgent names ferry's version, as go-containerregistry's calls do.
 	userAgent string
+	// mountsDeclined is set once the registry answered a mount from a
+	// repository known to hold the blob with an upload session (or an
+	// error): it does not mount, so a mount says nothing about presence.
+	mountsDeclined atomic.Bool
 }
 
 // dial pings reg and obtains credentials for scopes. Transient failures
@@ -184,8 +189,17 @@ func (c *conn) startUpload(ctx context.Context, repo name.Repository, d v1.Hash,
 		return "", false, err
 	}
 	defer drain(resp)
-	if from != nil && resp.StatusCode == http.StatusCreated {
-		return "", true, nil
+	if from != nil {
+		switch resp.StatusCode {
+		case http.StatusCreated:
+			return "", true, nil
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed:
+			// A registry that refuses the mount itself (rather than
+			// opening an upload, as the spec asks) still takes the blob
+			// by a plain upload.
+			c.mountsDeclined.Store(true)
+			return c.startUpload(ctx, repo, d, nil)
+		}
 	}
 	if err := checkResp(resp, http.StatusAccepted); err != nil {
 		return "", false, err

@@ -111,6 +111,8 @@ type manifestJob struct {
 	names []string
 	// present: the target already holds the root manifest by digest.
 	present bool
+	// tagged: the first tag already names the root there.
+	tagged bool
 }
 
 type pusher struct {
@@ -298,56 +300,63 @@ func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 				break
 			}
 		}
-		var here []name.Repository
 		for _, r := range j.repos {
-			if r.RegistryStr() == reg {
-				here = append(here, r)
-			}
-		}
-		// Until a holder is known, each repository is asked: one that
-		// already has the blob (a previous run, another image) saves an
-		// upload. Once one is known, the rest get a mount straight away:
-		// 201 means the blob is there, whether it was before or not, so a
-		// HEAD first would only add a round trip.
-		var missing, rest []name.Repository
-		for i, r := range here {
-			if holder != nil {
-				rest = here[i:]
-				break
-			}
-			var ok bool
-			err := retry(ctx, func() (err error) {
-				ok, err = c.headBlob(ctx, r, j.desc.Digest)
-				return err
-			})
-			if err != nil {
-				return p.blobErr(j, r, "checking", err)
-			}
-			if !ok {
-				missing = append(missing, r)
+			if r.RegistryStr() != reg {
 				continue
 			}
-			holder = &r
-			p.count.blobsSkipped.Add(1)
-			p.count.bytesSkipped.Add(j.desc.Size)
-			p.prog.Add(j.desc.Size)
-		}
-		for _, r := range append(missing, rest...) {
 			if holder != nil && holder.Name() == r.Name() {
 				// Held already (a delta's base): nothing to send.
-				p.count.blobsSkipped.Add(1)
-				p.count.bytesSkipped.Add(j.desc.Size)
-				p.prog.Add(j.desc.Size)
+				p.skipped(j)
 				continue
 			}
-			mounted, err := p.put(ctx, c, j, r, holder)
+			declined := c.mountsDeclined.Load()
+			if declined {
+				// A registry that declines mounts says nothing by one,
+				// and a holder is of no use there: ask before sending
+				// the bytes.
+				var ok bool
+				err := retry(ctx, func() (err error) {
+					ok, err = c.headBlob(ctx, r, j.desc.Digest)
+					return err
+				})
+				if err != nil {
+					return p.blobErr(j, r, "checking", err)
+				}
+				if ok {
+					p.skipped(j)
+					continue
+				}
+			}
+			// Until a holder is known, the repository is asked to mount
+			// the blob from itself: 201 means it holds it already (a
+			// previous run, an earlier release), 202 opens the upload
+			// that a HEAD answering 404 would have led to. One round
+			// trip either way, where a HEAD first costs two on a first
+			// push. Once a holder is known, the rest mount from it: 201
+			// means the blob is there, whether it was before or not.
+			from, self := holder, holder == nil && !declined
+			switch {
+			case declined:
+				from = nil
+			case self:
+				from = &r
+			}
+			mounted, err := p.put(ctx, c, j, r, from)
 			if err != nil {
 				return p.blobErr(j, r, "pushing", err)
 			}
-			if mounted {
+			switch {
+			case mounted && self:
+				p.skipped(j)
+			case mounted:
 				p.count.blobsMounted.Add(1)
 				p.count.bytesMounted.Add(j.desc.Size)
 				p.prog.Add(j.desc.Size)
+			case from != nil && !self:
+				// Refused a mount from a repository that holds the
+				// blob: the registry does not mount, so a self-mount
+				// tells nothing there either.
+				c.mountsDeclined.Store(true)
 			}
 			if holder == nil {
 				holder = &r
@@ -355,6 +364,12 @@ func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 		}
 	}
 	return nil
+}
+
+func (p *pusher) skipped(j *blobJob) {
+	p.count.blobsSkipped.Add(1)
+	p.count.bytesSkipped.Add(j.desc.Size)
+	p.prog.Add(j.desc.Size)
 }
 
 // put mounts the blob into r from holder when there is one, and uploads it
@@ -409,21 +424,44 @@ func (p *pusher) blobErr(j *blobJob, r name.Repository, doing string, err error)
 
 // findPresent asks each target repository whether it already holds the
 // image's root manifest: one HEAD per image instead of one per blob and
-// manifest makes a rerun cheap.
+// manifest makes a rerun cheap. A tagged image is asked for by its first
+// tag, whose answer names the digest: a rerun then learns in one request
+// that the image is there and its tag right. A tag that is not there says
+// the image is absent: ferry puts a tagged root by its tag, so a root
+// without its tag was not left by ferry, and treating it as absent costs
+// requests (each blob answers its mount from the repository itself with
+// 201; on a registry that declines mounts, uploads), never correctness. A tag naming another digest (it moved
+// on at the source) is followed by a HEAD of the digest, as before.
 func (p *pusher) findPresent(ctx context.Context, manifests []*manifestJob, jobs int) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	for _, mj := range manifests {
 		g.Go(func() error {
 			c := p.conns[mj.repo.RegistryStr()]
-			d := mj.root.Desc.Digest
-			return retry(gctx, func() (err error) {
-				mj.present, _, err = c.headManifest(gctx, mj.repo, d.String())
+			d := mj.root.Desc.Digest.String()
+			head := func(ref string) (ok bool, got string, err error) {
+				err = retry(gctx, func() (err error) {
+					ok, got, err = c.headManifest(gctx, mj.repo, ref)
+					return err
+				})
 				if err != nil {
-					return fmt.Errorf("checking manifest %s of %q in %s: %w", d, mj.names[0], mj.repo.Name(), err)
+					return false, "", fmt.Errorf("checking manifest %s of %q in %s: %w", ref, mj.names[0], mj.repo.Name(), err)
 				}
-				return nil
-			})
+				return ok, got, nil
+			}
+			if len(mj.tags) > 0 {
+				ok, got, err := head(mj.tags[0])
+				if err != nil || !ok {
+					return err
+				}
+				if got == d {
+					mj.present, mj.tagged = true, true
+					return nil
+				}
+			}
+			ok, _, err := head(d)
+			mj.present = ok
+			return err
 		})
 	}
 	return g.Wait()
@@ -477,6 +515,10 @@ func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
 	}
 	root := j.root.Desc
 	for i, tag := range j.tags {
+		if i == 0 && j.tagged {
+			p.count.tagsSkipped.Add(1)
+			continue
+		}
 		if !j.present {
 			// The root was not there by digest, so no tag can name it yet:
 			// one PUT by tag stores the manifest and the tag, and the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -82,8 +83,14 @@ func TestPushUploadsEachBlobOnceAndMounts(t *testing.T) {
 	if n := count(reqs, "PUT", "/blobs/uploads/"); n != s.unique {
 		t.Errorf("%d blob uploads, want %d (one per unique blob)", n, s.unique)
 	}
-	if n := count(reqs, "POST", "?mount"); n != s.perRepo-s.unique {
-		t.Errorf("%d mounts, want %d", n, s.perRepo-s.unique)
+	// Every (repository, blob) pair costs one POST asking for a mount:
+	// from the repository itself until one holds the blob (the answer
+	// says whether it does), then from that one. No HEAD first.
+	if n := count(reqs, "POST", "?mount"); n != s.perRepo {
+		t.Errorf("%d POSTs with a mount, want %d (one per repository and blob)", n, s.perRepo)
+	}
+	if n := count(reqs, "HEAD", "/blobs/"); n != 0 {
+		t.Errorf("a first push sent %d blob HEADs, want none", n)
 	}
 	for d, n := range s.src.served {
 		if n != 1 {
@@ -166,9 +173,9 @@ func TestPushUploadsEachBlobOnceAndMounts(t *testing.T) {
 			}
 		}
 	}
-	// One HEAD per image for its root manifest, one per tag.
-	if heads != 8 {
-		t.Errorf("second push made %d HEAD requests, want 8 (4 roots, 4 tags)", heads)
+	// One HEAD per image, by its tag: the answer names the digest.
+	if heads != 4 {
+		t.Errorf("second push made %d HEAD requests, want 4 (one per image, by tag)", heads)
 	}
 }
 
@@ -190,6 +197,84 @@ func TestPushFallsBackWhenMountRefused(t *testing.T) {
 				t.Errorf("%s lacks %s", im.To.RepositoryStr(), b.Digest)
 			}
 		}
+	}
+}
+
+func TestPushFindsBlobsLeftByAnInterruptedRun(t *testing.T) {
+	// A run killed during the uploads leaves blobs in the repository but
+	// no manifest: the next run's mount from the repository itself finds
+	// them (201) and uploads only the rest, without a HEAD per blob.
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	im := s.images[0]
+	repo := im.To.RepositoryStr()
+	left := im.Root.Blobs[1:3] // the two base layers
+	for _, b := range left {
+		if err := reg.blobs.Put(context.Background(), repo, b.Digest, io.NopCloser(bytes.NewReader(s.src.m[b.Digest]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Push(context.Background(), reg.client(t), []Image{im}, Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BlobsUploaded != 2 || got.BlobsSkipped != 2 || got.BytesSkipped != left[0].Size+left[1].Size {
+		t.Errorf("uploaded %d, skipped %d (%d bytes); want 2 uploaded, the 2 left behind skipped", got.BlobsUploaded, got.BlobsSkipped, got.BytesSkipped)
+	}
+	reqs := reg.requests()
+	if n := count(reqs, "PUT", "/blobs/uploads/"); n != 2 {
+		t.Errorf("%d blob uploads, want 2", n)
+	}
+	if n := count(reqs, "HEAD", "/blobs/"); n != 0 {
+		t.Errorf("%d blob HEADs, want none", n)
+	}
+}
+
+func TestPushAsksBeforeUploadingWhereMountsAreDeclined(t *testing.T) {
+	// Once a registry answers a mount from a repository that holds the
+	// blob with an upload session, it does not mount: from then on each
+	// blob is looked for with a HEAD before its bytes are sent.
+	reg := newTestRegistry(t)
+	reg.refuseMounts = true
+	s := newSharedSet(t, reg)
+	cli := s.images[2]
+	own := cli.Root.Blobs[3] // the cli layer, smaller than the base layers pushed first
+	if err := reg.blobs.Put(context.Background(), cli.To.RepositoryStr(), own.Digest, io.NopCloser(bytes.NewReader(s.src.m[own.Digest]))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Push(context.Background(), reg.client(t), s.images[:3], Options{Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BlobsSkipped != 1 || got.BlobsMounted != 0 {
+		t.Errorf("skipped %d, mounted %d; want the cli layer found, nothing mounted", got.BlobsSkipped, got.BlobsMounted)
+	}
+	if n := count(reg.requests(), "PUT", "/blobs/uploads/"); n != got.BlobsUploaded {
+		t.Errorf("%d blob uploads, result says %d", n, got.BlobsUploaded)
+	}
+	if reg.blobs.has(cli.To.RepositoryStr(), own.Digest.String()) == false {
+		t.Error("the cli layer is gone")
+	}
+}
+
+func TestPushUploadsWhereAMountIsAnError(t *testing.T) {
+	// The spec asks for an upload session where a mount cannot be done;
+	// a registry that answers with an error instead still gets the blob.
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	reg.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" {
+			w.WriteHeader(http.StatusNotFound)
+			return true
+		}
+		return false
+	}
+	got, err := Push(context.Background(), reg.client(t), s.images[:1], Options{Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BlobsUploaded != 4 || got.ManifestsPushed != 1 {
+		t.Errorf("result %+v: want 4 blobs uploaded and the manifest pushed", got)
 	}
 }
 
@@ -260,6 +345,59 @@ func TestPushSkipsTagAlreadyRight(t *testing.T) {
 	}
 	if got.TagsSkipped != 4 || got.TagsPushed != 0 {
 		t.Errorf("tags pushed %d, skipped %d; want 0, 4", got.TagsPushed, got.TagsSkipped)
+	}
+}
+
+func TestPushTagMissingOrMoved(t *testing.T) {
+	// The root is asked for by its tag. A missing tag is taken to mean a
+	// missing image; where the image is there all the same (pushed by
+	// digest by another tool), its blobs answer their mounts with 201 and
+	// no byte is sent again. A tag naming another image is followed by a
+	// HEAD of the digest.
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	ctx := context.Background()
+	byDigest := make([]Image, len(s.images))
+	for i, im := range s.images {
+		im.Tag = ""
+		byDigest[i] = im
+	}
+	if _, err := Push(ctx, reg.client(t), byDigest, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	reg.requests()
+	got, err := Push(ctx, reg.client(t), s.images, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A blob found in one repository is mounted into the others from
+	// there: 201 whether they held it or not.
+	if got.BlobsUploaded != 0 || got.BlobsMounted+got.BlobsSkipped != s.perRepo || got.TagsPushed != 4 {
+		t.Errorf("result %+v: want every blob found or mounted, nothing uploaded, 4 tags pushed", got)
+	}
+	if n := count(reg.requests(), "PUT", "/blobs/uploads/"); n != 0 {
+		t.Errorf("%d blob uploads, want none", n)
+	}
+
+	// Move api's tag onto web's image: api is there by digest, its tag
+	// is put back.
+	api, web := s.images[0], s.images[1]
+	if _, err := Push(ctx, reg.client(t), []Image{{Name: "moved", Root: web.Root, From: s.src, To: api.To, Tag: api.Tag}}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	reg.requests()
+	got, err = Push(ctx, reg.client(t), []Image{api}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TagsPushed != 1 || got.BlobsSkipped != 4 || got.ManifestsSkipped != 1 {
+		t.Errorf("result %+v: want the image found by digest and its tag pushed", got)
+	}
+	if raw, _ := reg.raw(t, api.To.RepositoryStr(), api.Tag); !bytes.Equal(raw, api.Root.Raw) {
+		t.Errorf("%s:%s does not serve the root manifest", api.To.RepositoryStr(), api.Tag)
+	}
+	if n := count(reg.requests(), "POST", "/blobs/"); n != 0 {
+		t.Errorf("%d blob POSTs for an image there by digest, want none", n)
 	}
 }
 

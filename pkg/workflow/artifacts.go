@@ -76,7 +76,8 @@ func toTransfer(arts []bundle.Artifact) []transfer.Artifact {
 
 // withArtifacts walks every entry's image and finds its artifacts at the
 // same time (see fetchManifests), so that relocate pushes them after it
-// and records them in the lock it writes.
+// and records them in the lock it writes. src is the one the entries read
+// from: one connection, one token per repository.
 func withArtifacts(ctx context.Context, src *sources, lf *lock.File, entries []transfer.Entry) error {
 	walked := *lf
 	walked.Images = slices.Clone(lf.Images)

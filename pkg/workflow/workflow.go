@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/referrer"
 	"github.com/ferry-dev/ferry/pkg/source"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Image is one image of a result.
@@ -81,6 +82,12 @@ func (s *sources) at(im lock.Image) (imageref.Ref, graph.Fetcher, error) {
 	if repo == nil {
 		repo = source.New(s.client, ref.Repo)
 		s.repos[ref.Repo.Name()] = repo
+	}
+	if im.Manifest != nil {
+		// Fetched when resolving: the walk checks it against the digest.
+		if h, err := v1.NewHash(im.Digest); err == nil {
+			repo.Keep(h, im.Manifest)
+		}
 	}
 	return ref, repo, nil
 }
