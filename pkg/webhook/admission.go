@@ -135,9 +135,12 @@ type metaOp struct {
 }
 
 // DirectAnnotation lists, comma-separated on the metadata beside a pod spec,
-// the images /mutate unwrapped from DirectPrefix. A second call
-// (reinvocation, or a pod created from a rewritten template) sees them
-// without the prefix and must still leave them alone.
+// the containers whose images /mutate unwrapped from DirectPrefix, each as
+// NAME=IMAGE. A second call (reinvocation, or a pod created from a
+// rewritten template) sees them without the prefix and must still leave
+// them alone, while another container (a debug container, a sidecar) that
+// names the same image plainly is still mapped. An entry without NAME=, as
+// ferry wrote before, stands for the image in every container.
 const DirectAnnotation = "ferry.dev/direct"
 
 // podMeta is the metadata beside the pod spec of an object.
@@ -178,7 +181,8 @@ func podMetadata(gk metav1.GroupKind, obj []byte) (podMeta, error) {
 	return pm, nil
 }
 
-// direct lists the images DirectAnnotation names.
+// direct lists the entries of DirectAnnotation: NAME=IMAGE, or IMAGE
+// alone as older ferry wrote it.
 func (pm podMeta) direct() map[string]bool {
 	out := map[string]bool{}
 	for _, im := range strings.Split(pm.Annotations[DirectAnnotation], ",") {
@@ -189,11 +193,21 @@ func (pm podMeta) direct() map[string]bool {
 	return out
 }
 
-// recordDirect is the operation adding images to DirectAnnotation.
-func (pm podMeta) recordDirect(images []string) metaOp {
+// isDirect reports whether DirectAnnotation says c's image was unwrapped
+// from DirectPrefix in that container.
+func isDirect(direct map[string]bool, c containerImage) bool {
+	return direct[directEntry(c.Name, c.Image)] || direct[c.Image]
+}
+
+// directEntry is one entry of DirectAnnotation. Container names are DNS
+// labels and references hold neither '=' nor ',', so it reads back whole.
+func directEntry(container, image string) string { return container + "=" + image }
+
+// recordDirect is the operation adding entries to DirectAnnotation.
+func (pm podMeta) recordDirect(entries []string) metaOp {
 	set := pm.direct()
-	for _, im := range images {
-		set[im] = true
+	for _, e := range entries {
+		set[e] = true
 	}
 	list := make([]string, 0, len(set))
 	for im := range set {
@@ -424,7 +438,7 @@ func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *a
 		// that a second call (reinvocation, or a pod created from a
 		// rewritten template) gives no patch, even for a rule whose
 		// destination lies under its own source.
-		if m.relocated(c.Image) || direct[c.Image] {
+		if m.relocated(c.Image) || isDirect(direct, c) {
 			continue
 		}
 		res := m.Map(c.Image)
@@ -434,7 +448,7 @@ func (h *Handler) mutate(req *admissionv1.AdmissionRequest, log *slog.Logger) *a
 		ops = append(ops, patchOp{Op: "replace", Path: c.Pointer, Value: res.Image})
 		changes = append(changes, change{Container: c.String(), From: c.Image, To: res.Image, How: res.How, Detail: res.Detail})
 		if res.How == ByDirect {
-			unwrapped = append(unwrapped, res.Image)
+			unwrapped = append(unwrapped, directEntry(c.Name, res.Image))
 		}
 	}
 	// The ephemeralcontainers subresource stores nothing but ephemeral

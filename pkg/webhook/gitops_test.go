@@ -300,10 +300,10 @@ func TestWebhookMutateDirectStaysDirect(t *testing.T) {
 		name, metadata string
 		wantDirect     string
 	}{
-		{"no metadata", "", "quay.io/x/y:2"},
-		{"no annotations", `{"name":"p"}`, "quay.io/x/y:2"},
-		{"other annotations", `{"name":"p","annotations":{"team":"a"}}`, "quay.io/x/y:2"},
-		{"earlier direct images kept", `{"name":"p","annotations":{"ferry.dev/direct":"quay.io/a/b:1"}}`, "quay.io/a/b:1,quay.io/x/y:2"},
+		{"no metadata", "", "a=quay.io/x/y:2"},
+		{"no annotations", `{"name":"p"}`, "a=quay.io/x/y:2"},
+		{"other annotations", `{"name":"p","annotations":{"team":"a"}}`, "a=quay.io/x/y:2"},
+		{"earlier direct images kept", `{"name":"p","annotations":{"ferry.dev/direct":"quay.io/a/b:1"}}`, "a=quay.io/x/y:2,quay.io/a/b:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -404,5 +404,48 @@ func TestWebhookValidateWorkloadAsItsPodsPull(t *testing.T) {
 				t.Errorf("allowed = %v, want %v (%+v)", out.Response.Allowed, tt.allowed, out.Response.Result)
 			}
 		})
+	}
+}
+
+// TestWebhookDirectIsPerContainer: direct.to/ in one container leaves that
+// container's image alone, not the same image named plainly elsewhere: a
+// sidecar, a debug container added later, a container of a re-applied
+// template. An annotation ferry wrote before it named containers still
+// reads, for every container.
+func TestWebhookDirectIsPerContainer(t *testing.T) {
+	m, err := NewMapping(nil, []Rule{{From: "quay.io", To: "registry.internal/quay"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(m, Policy{}, nil)
+	pod := `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"direct.to/quay.io/x/z:1"},{"name":"b","image":"quay.io/x/z:1"}]}}`
+	first := mutated(t, h, request{"", "Pod", admissionv1.Create, "", pod})
+	if first == nil {
+		t.Fatal("no patch")
+	}
+	if d := cmp.Diff(map[string]string{"a": "quay.io/x/z:1", "b": "registry.internal/quay/x/z:1"}, imagesAt(t, podKind, first)); d != "" {
+		t.Errorf("images (-want +got):\n%s", d)
+	}
+	if again := mutated(t, h, request{"", "Pod", admissionv1.Create, "", string(first)}); again != nil {
+		t.Errorf("second call patched again: %s", again)
+	}
+	// kubectl debug --image quay.io/x/z:1 on the stored pod.
+	var stored map[string]any
+	if err := json.Unmarshal(first, &stored); err != nil {
+		t.Fatal(err)
+	}
+	stored["spec"].(map[string]any)["ephemeralContainers"] = []any{map[string]any{"name": "dbg", "image": "quay.io/x/z:1"}}
+	debug, err := json.Marshal(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched := mutated(t, h, request{"", "Pod", admissionv1.Update, "ephemeralcontainers", string(debug)})
+	if got := imagesAt(t, podKind, patched)["dbg"]; got != "registry.internal/quay/x/z:1" {
+		t.Errorf("debug container naming the image plainly: %q, want it mapped (only container a asked for direct.to/)", got)
+	}
+	// The annotation as ferry wrote it before: the image in any container.
+	legacy := `{"metadata":{"name":"p","annotations":{"ferry.dev/direct":"quay.io/x/z:1"}},"spec":{"containers":[{"name":"a","image":"quay.io/x/z:1"}]}}`
+	if again := mutated(t, h, request{"", "Pod", admissionv1.Create, "", legacy}); again != nil {
+		t.Errorf("an image an older annotation lists was mapped: %s", again)
 	}
 }

@@ -63,15 +63,16 @@ images:
 func kubeNginxAt(prefix string) string { return prefix + "/library/nginx@" + kubeDigestA }
 
 // kubeSpec has an image of each kind the webhook tells apart: in the lock
-// (as written and in short form), under a prefix rule, direct.to/, and
-// none of these.
+// (as written and in short form), under a prefix rule, direct.to/ (of
+// an image another container names plainly, which is still mapped there),
+// and none of these.
 func kubeSpec() corev1.PodSpec {
 	return corev1.PodSpec{
 		InitContainers: []corev1.Container{{Name: "init", Image: kubeTekton}},
 		Containers: []corev1.Container{
 			{Name: "web", Image: kubeNginx},
 			{Name: "cache", Image: "bitnami/redis:7.2"},
-			{Name: "raw", Image: "direct.to/quay.io/org/raw:1"},
+			{Name: "raw", Image: "direct.to/" + kubeNginx},
 			{Name: "other", Image: "ghcr.io/org/app:1"},
 		},
 	}
@@ -81,13 +82,13 @@ func kubeSpec() corev1.PodSpec {
 var (
 	kubeAsWritten = map[string]string{
 		"init": kubeTekton, "web": kubeNginx, "cache": "bitnami/redis:7.2",
-		"raw": "direct.to/quay.io/org/raw:1", "other": "ghcr.io/org/app:1",
+		"raw": "direct.to/" + kubeNginx, "other": "ghcr.io/org/app:1",
 	}
 	kubeMapped = map[string]string{
 		"init":  kubeMirror + "/tekton-releases/pipeline/controller@" + kubeDigestB,
 		"web":   kubeNginxAt(kubeMirror),
 		"cache": kubeHubMirror + "/redis:7.2",
-		"raw":   "quay.io/org/raw:1",
+		"raw":   kubeNginx,
 		"other": "ghcr.io/org/app:1",
 	}
 )
@@ -494,7 +495,7 @@ func TestClusterWebhook(t *testing.T) {
 			if d := cmp.Diff(kubeMapped, o.images()); d != "" {
 				t.Errorf("stored images (-want +got):\n%s", d)
 			}
-			if got := o.Annotations["ferry.dev/direct"]; got != "quay.io/org/raw:1" {
+			if got := o.Annotations["ferry.dev/direct"]; got != "raw="+kubeNginx {
 				t.Errorf("annotation ferry.dev/direct = %q, want the image unwrapped from direct.to/", got)
 			}
 		})
@@ -610,8 +611,8 @@ func TestClusterWebhook(t *testing.T) {
 			if d := cmp.Diff(kubeMapped, o.images()); d != "" {
 				t.Errorf("%s created: stored template images (-want +got):\n%s", kind, d)
 			}
-			if got := o.podAnnotations()["ferry.dev/direct"]; got != "quay.io/org/raw:1" {
-				t.Errorf("%s: template annotation ferry.dev/direct = %q, want quay.io/org/raw:1", kind, got)
+			if got := o.podAnnotations()["ferry.dev/direct"]; got != "raw="+kubeNginx {
+				t.Errorf("%s: template annotation ferry.dev/direct = %q, want raw=%s", kind, got, kubeNginx)
 			}
 			if kind == "job" {
 				continue // a Job's template is immutable
