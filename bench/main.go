@@ -219,7 +219,7 @@ func run(ctx context.Context, c config) error {
 	}
 	if c.jobs["wan"] && !c.onlyScales {
 		var err error
-		if rep.WAN, err = benchWAN(ctx, c); err != nil {
+		if rep.WAN, err = benchWAN(ctx, c, nil); err != nil {
 			return err
 		}
 	}

@@ -165,6 +165,9 @@ const (
 	kindPing  = "ping"  // GET or HEAD of /v2/
 	kindToken = "token" // the token endpoint
 	kindOther = "other" // DELETE, OPTIONS, ...
+	// kindRefused counts the requests (of any kind above) refused with 401
+	// for want of a token; it is not a column of its own in the totals.
+	kindRefused = "401"
 )
 
 // requestKinds is the order of the columns.
@@ -288,6 +291,9 @@ func (p *proxy) answerAuth(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	p.countRequest(r)
+	p.mu.Lock()
+	p.kinds[kindRefused]++
+	p.mu.Unlock()
 	ch := fmt.Sprintf(`Bearer realm="http://%s%s",service="bench"`, p.Host, tokenPath)
 	if repo != "" {
 		ch += fmt.Sprintf(`,scope="%s"`, scopeFor(r.Method, repo))

@@ -193,7 +193,7 @@ func TestProxyAuth(t *testing.T) {
 		t.Errorf("requests that reached the registry (-want +got):\n%s", diff)
 	}
 	got := p.reset().Kinds
-	want := map[string]int{kindPing: 2, kindToken: 1, http.MethodHead: 1, http.MethodGet: 3, http.MethodPut: 2}
+	want := map[string]int{kindPing: 2, kindToken: 1, http.MethodHead: 1, http.MethodGet: 3, http.MethodPut: 2, kindRefused: 5}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("kinds (-want +got):\n%s", diff)
 	}

@@ -72,7 +72,8 @@ type wanResult struct {
 	Set      *imageSet
 	Delay    time.Duration
 	Auth     bool
-	Runs     int
+	Runs     int // rounds finished
+	Planned  int
 	Par      int
 	Order    []string          // entry names, in the order of the table
 	Jobs     map[string]string // entry name -> job
@@ -106,13 +107,15 @@ func wanEntries(c config, toolsDir string) ([]wanEntry, error) {
 
 // benchWAN generates (or reuses) the WAN set and runs every entry c.wanRuns
 // times, alternating their order, through delaying proxies.
-func benchWAN(ctx context.Context, c config) (*wanResult, error) {
+// after, when set, gets the result so far after each round (-only-wan writes
+// the report then, so that an interrupted run leaves its finished rounds).
+func benchWAN(ctx context.Context, c config, after func(*wanResult)) (*wanResult, error) {
 	toolsDir, _ := filepath.Abs(filepath.Join(c.workDir, "tools"))
 	entries, err := wanEntries(c, toolsDir)
 	if err != nil {
 		return nil, err
 	}
-	res := &wanResult{Started: time.Now(), Args: os.Args[1:], Delay: c.wanDelay, Auth: c.wanAuth, Runs: c.wanRuns, Par: c.wanPar,
+	res := &wanResult{Started: time.Now(), Args: os.Args[1:], Delay: c.wanDelay, Auth: c.wanAuth, Planned: c.wanRuns, Par: c.wanPar,
 		Jobs: map[string]string{}, Versions: map[string]string{}, Cells: map[string]*cell{}, Load: []string{loadAvg()}}
 	for _, e := range entries {
 		res.Order = append(res.Order, e.name)
@@ -190,8 +193,11 @@ func benchWAN(ctx context.Context, c config) (*wanResult, error) {
 			os.RemoveAll(e.run)
 		}
 		res.Load = append(res.Load, loadAvg())
+		res.Runs, res.Elapsed = r+1, time.Since(res.Started)
+		if after != nil {
+			after(res)
+		}
 	}
-	res.Elapsed = time.Since(res.Started)
 	return res, nil
 }
 
@@ -220,10 +226,11 @@ func wanLock(ctx context.Context, set *imageSet, srcHost, proxyHost, work, ferry
 	return lockFile, os.WriteFile(lockFile, []byte(strings.ReplaceAll(string(lock), srcHost, proxyHost)), 0o644)
 }
 
+// total counts the requests of m (kindRefused counts some of them again).
 func total(m map[string]int) int {
 	n := 0
-	for _, v := range m {
-		n += v
+	for _, k := range requestKinds {
+		n += m[k]
 	}
 	return n
 }
@@ -232,7 +239,7 @@ func total(m map[string]int) int {
 // succeeded.
 func medianKinds(runs []sample, target bool) map[string]float64 {
 	out := map[string]float64{}
-	for _, k := range requestKinds {
+	for _, k := range append(slices.Clone(requestKinds), kindRefused) {
 		var xs []float64
 		for _, s := range runs {
 			if s.Err != "" {
@@ -290,7 +297,11 @@ func (w *wanResult) section() string {
 	if w.Auth {
 		p(" and asks for a token as Docker Hub does (401 with a Bearer challenge per repository and action; anonymous tokens from its `/token`)")
 	}
-	p(". %d run(s), tools alternating run by run; medians. ", w.Runs)
+	p(". %d run(s)", w.Runs)
+	if w.Runs < w.Planned {
+		p(" of %d planned (the rest did not finish)", w.Planned)
+	}
+	p(", tools alternating run by run; medians. ")
 	p("`crane copy ×%d` runs one `crane copy` per image, %d at a time (as `xargs -P%d`); regctl and skopeo run one command per image in a loop. ", w.Par, w.Par, w.Par)
 	p("A `pkg`/`pull` is timed to a durable artifact (each file fsynced after the tool exits); the plain wall time is beside it.\n\n")
 
@@ -356,12 +367,12 @@ func (w *wanResult) section() string {
 		x := pw / st.wall
 		p("- %s %s %.2f× the fastest peer, %s (%.2f s against %.2f s); the goal of issue 13 is %g×.\n", mark(x >= t.goal), name, x, pn, st.wall, pw, t.goal)
 	}
-	p("\nRequests each registry saw, per image (%d images; a 2-platform index counts as one image), medians over the runs; the total column counts them all. A request refused with 401 counts too.\n\n", len(set.Images))
+	p("\nRequests each registry saw, per image (%d images; a 2-platform index counts as one image), medians over the runs; *total* counts them all, those refused with 401 for want of a token included.\n\n", len(set.Images))
 	p("| tool | registry |")
 	for _, k := range requestKinds {
 		p(" %s |", k)
 	}
-	p(" per image | total |\n| --- | --- |%s ---: | ---: |\n", strings.Repeat(" ---: |", len(requestKinds)))
+	p(" per image | total | of them refused (401) |\n| --- | --- |%s ---: | ---: | ---: |\n", strings.Repeat(" ---: |", len(requestKinds)))
 	for _, name := range w.Order {
 		c := w.Cells[name]
 		if c == nil || c.Unavailable != "" || summarize(c).n == 0 {
@@ -383,7 +394,7 @@ func (w *wanResult) section() string {
 				p(" %.2f |", m[k]/n)
 				sum += m[k]
 			}
-			p(" %.2f | %.0f |\n", sum/n, sum)
+			p(" %.2f | %.0f | %.0f |\n", sum/n, sum, m[kindRefused])
 		}
 	}
 	p("\nA real link also costs a round trip for each new connection (and two or more for TLS); the proxy delays requests, not connections, so a tool that opens many connections is favoured here.\n")
@@ -429,11 +440,16 @@ func runWANOnly(ctx context.Context, c config) error {
 	if err := buildTools(ctx, filepath.Join(c.workDir, "tools"), logf); err != nil {
 		return err
 	}
-	w, err := benchWAN(ctx, c)
+	var werr error
+	_, err := benchWAN(ctx, c, func(w *wanResult) {
+		if err := writeWAN(c, w); err != nil {
+			werr = err
+		}
+	})
 	if err != nil {
 		return err
 	}
-	return writeWAN(c, w)
+	return werr
 }
 
 func writeWAN(c config, w *wanResult) error {
