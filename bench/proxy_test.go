@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +242,39 @@ func TestPlanWAN(t *testing.T) {
 	}
 	if len(bases) > 8 {
 		t.Errorf("%d distinct base layers, want them shared (4 kinds × 2 platforms at most)", len(bases))
+	}
+}
+
+// TestExecStepsN runs four sleeps of 0.4 s: one after the other they take
+// 1.6 s, four at a time well under a second.
+func TestExecStepsN(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/time"); err != nil {
+		t.Skip("/usr/bin/time not installed")
+	}
+	var steps []step
+	for range 4 {
+		steps = append(steps, step{argv: []string{"sleep", "0.4"}})
+	}
+	for _, tt := range []struct {
+		name      string
+		par       int
+		min, most float64
+	}{
+		{"one at a time", 1, 1.6, 60},
+		{"four at a time", 4, 0.4, 1.5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := execStepsN(context.Background(), steps, filepath.Join(t.TempDir(), "log"), tt.par)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Wall < tt.min || u.Wall >= tt.most {
+				t.Errorf("wall %.2fs, want between %.1fs and %.1fs", u.Wall, tt.min, tt.most)
+			}
+		})
+	}
+	steps = append(steps, step{argv: []string{"false"}})
+	if _, err := execStepsN(context.Background(), steps, filepath.Join(t.TempDir(), "log"), 4); err == nil {
+		t.Error("a failing step: no error")
 	}
 }
