@@ -204,7 +204,7 @@ func (r *report) markdown() string {
 	w("- *Written to disk*: the artifact's size for (a), the target registry's storage for (b) and (c).\n")
 	w("- *Rerun*: the same command again right after the first run, everything already in place.\n")
 	w("- Runtime: the image set is generated in ~15 s per GiB and cached; the default run (scale 1, 5 timed runs and a counting run, floor 3×) took %s here.\n", r.Elapsed.Round(time.Minute))
-	w("- Reproduce: `make bench` (default: scale 1, 5 runs, jobs a,b,c, floor and rerun); `make bench BENCHFLAGS=\"-scale 0.25 -runs 3\"` for a quick look; `BENCHFLAGS=\"-scales 0.25,1,4 -scale-runs 3\"` adds the scaling study; `-big-layer 1024` adds a repository with one 1 GiB layer; `-tools ferry,crane` picks contestants. Raw samples land in `bench/out/results-*.json`.\n")
+	w("- Reproduce: `make bench` (default: scale 1, 5 runs, jobs a,b,c, floor and rerun); `make bench BENCHFLAGS=\"-scale 0.25 -runs 3\"` for a quick look; `BENCHFLAGS=\"-scales 0.25,1,4 -scale-runs 3\"` adds the scaling study; `-big-layer 1024` adds a repository with one 1 GiB layer; `-tools ferry,crane` picks contestants; `BENCHFLAGS=\"-only-wan\"` runs only the many-small-images job across delaying proxies (`-wan-images 40 -wan-tools ferry,crane` for a quick look) and `-jobs a,b,c,floor,rerun` leaves it out. Raw samples land in `bench/out/results-*.json`.\n")
 	return b.String()
 }
 
