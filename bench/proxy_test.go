@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,5 +277,32 @@ func TestExecStepsN(t *testing.T) {
 	steps = append(steps, step{argv: []string{"false"}})
 	if _, err := execStepsN(context.Background(), steps, filepath.Join(t.TempDir(), "log"), 4); err == nil {
 		t.Error("a failing step: no error")
+	}
+}
+
+// TestSyncTree syncs a tree of files and directories and passes over what
+// cannot be synced (a FIFO would block an open forever, a dangling link
+// has nothing to open); a missing directory is an error.
+func TestSyncTree(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755)
+	os.WriteFile(filepath.Join(dir, "blobs", "sha256", "ab"), []byte("blob"), 0o644)
+	os.WriteFile(filepath.Join(dir, "index.json"), []byte("{}"), 0o644)
+	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- syncTree(dir) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("syncTree: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("syncTree blocked (on the FIFO?)")
+	}
+	if err := syncTree(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing directory: no error")
 	}
 }
