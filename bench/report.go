@@ -186,7 +186,7 @@ func (r *report) markdown() string {
 		for _, p := range []int{1, 4, 8} {
 			w("| target registry ingest, every unique blob, %d parallel upload(s) | %.2f | %.0f MiB/s |\n", p, f.Ingest[p], rate(f.Bytes, f.Ingest[p]))
 		}
-		w("\nFloor used below, as issue 5 defines it: (a) hashing and writing the unique bytes once (%.2f s); (b) and (c) the target registry's best parallel ingest (%d uploads, %.2f s).\n\n", f.HashWriteSecs, f.BestIngestPar, f.BestIngestSecs)
+		w("\nFloor used below, as issue 5 defines it: (a) hashing and writing the unique bytes once and making the file durable, as every tool's (a) is timed (%.2f s); (b) and (c) the target registry's best parallel ingest (%d uploads, %.2f s).\n\n", f.HashWriteSyncSecs, f.BestIngestPar, f.BestIngestSecs)
 	}
 	for _, job := range []string{jobPkg, jobUnpkg, jobRelocate} {
 		if !r.Config.jobs[job] {
@@ -228,7 +228,8 @@ func (r *report) floorFor(job string) float64 {
 		return 0
 	}
 	if job == jobPkg {
-		return f.HashWriteSecs
+		// (a) is timed to a durable artifact: so is its floor.
+		return f.HashWriteSyncSecs
 	}
 	return f.BestIngestSecs
 }
