@@ -497,8 +497,15 @@ func generate(ctx context.Context, host string, seed uint64, scale float64, bigM
 // generateRelease pushes release n of the set (see planRelease), tagged
 // "vN", into the registry at host and returns it.
 func generateRelease(ctx context.Context, host string, seed uint64, scale float64, bigMiB, release int, logf func(string, ...any)) (*imageSet, error) {
+	set := &imageSet{Seed: seed, Scale: scale, BigLayerMiB: bigMiB}
+	return set, pushPlan(ctx, host, seed, planRelease(seed, scale, bigMiB, release), set, release, 1, logf)
+}
+
+// pushPlan generates the planned repositories into the registry at host,
+// tagged "vN" for release N, and appends them to set, logging every
+// logEvery-th repository.
+func pushPlan(ctx context.Context, host string, seed uint64, plan []repoSpec, set *imageSet, release, logEvery int, logf func(string, ...any)) error {
 	p := &pusher{base: "http://" + host, client: &http.Client{Transport: newTransport()}}
-	plan := planRelease(seed, scale, bigMiB, release)
 	type done struct {
 		b      blob // media type unset; set per manifest
 		diffID string
@@ -506,7 +513,6 @@ func generateRelease(ctx context.Context, host string, seed uint64, scale float6
 	}
 	layers := map[string]*done{} // by layer id
 	inRepo := map[string]bool{}  // repo+" "+digest
-	set := &imageSet{Seed: seed, Scale: scale, BigLayerMiB: bigMiB}
 	start := time.Now()
 	var generated int64
 	for _, r := range plan {
@@ -525,7 +531,7 @@ func generateRelease(ctx context.Context, host string, seed uint64, scale float6
 						return dg, err
 					})
 					if err != nil {
-						return nil, fmt.Errorf("generating layer %s: %w", l.id, err)
+						return fmt.Errorf("generating layer %s: %w", l.id, err)
 					}
 					d = &done{b: blob{Digest: dg, Size: size}, diffID: diffID, repo: r.name}
 					layers[l.id] = d
@@ -533,7 +539,7 @@ func generateRelease(ctx context.Context, host string, seed uint64, scale float6
 					generated += size
 				} else if !inRepo[r.name+" "+d.b.Digest] {
 					if err := p.mount(ctx, r.name, d.repo, d.b.Digest); err != nil {
-						return nil, err
+						return err
 					}
 					inRepo[r.name+" "+d.b.Digest] = true
 				}
@@ -554,7 +560,7 @@ func generateRelease(ctx context.Context, host string, seed uint64, scale float6
 			})
 			cd, err := p.uploadBytes(ctx, r.name, cfg)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			cfgB := blob{Digest: cd, Size: int64(len(cfg)), MediaType: mtOCIConfig}
 			mMT := mtOCIManifest
@@ -572,7 +578,7 @@ func generateRelease(ctx context.Context, host string, seed uint64, scale float6
 				ref = im.Tag
 			}
 			if err := p.putManifest(ctx, r.name, ref, mMT, mb); err != nil {
-				return nil, err
+				return err
 			}
 			im.Manif = append(im.Manif, m)
 		}
@@ -589,16 +595,19 @@ func generateRelease(ctx context.Context, host string, seed uint64, scale float6
 			ib := oddJSON(ji)
 			im.Top = blob{Digest: digestOf(ib), Size: int64(len(ib)), MediaType: iMT}
 			if err := p.putManifest(ctx, r.name, im.Tag, iMT, ib); err != nil {
-				return nil, err
+				return err
 			}
 		} else {
 			im.Top = im.Manif[0].blob
 		}
 		set.Images = append(set.Images, im)
+		if len(set.Images)%max(logEvery, 1) != 0 && len(set.Images) != len(plan) {
+			continue
+		}
 		logf("generated %s (%d platform(s)); %.0f MiB of layers so far in %s", r.name, len(im.Manif), float64(generated)/mib, time.Since(start).Round(time.Second))
 	}
 	set.tally()
-	return set, nil
+	return nil
 }
 
 // sourceSet returns the cached set for seed and scale, generating it into a

@@ -46,6 +46,9 @@ type tool struct {
 	artifact func(e *env) (artifact, error)
 	// note explains how the tool was run, for the report.
 	note string
+	// par runs the steps of a job this many at a time (xargs -P); 0 or 1
+	// runs them one after the other.
+	par int
 }
 
 func (t *tool) can(job string) (bool, string) {

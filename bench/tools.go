@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // step is one command of a timed job; a job of several steps (a loop over
@@ -72,6 +75,54 @@ func execSteps(ctx context.Context, steps []step, logBase string) (usage, error)
 	}
 	u.Wall = time.Since(start).Seconds()
 	return u, nil
+}
+
+// execStepsN runs steps par at a time (one after the other for par <= 1),
+// as `xargs -P par` would: the wall time runs from the first start to the
+// last exit; CPU is summed and RSS is the largest of any step. The first
+// failure stops the steps not yet started.
+func execStepsN(ctx context.Context, steps []step, logBase string, par int) (usage, error) {
+	if par <= 1 {
+		return execSteps(ctx, steps, logBase)
+	}
+	start := time.Now()
+	var mu sync.Mutex
+	var u usage
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(par)
+	for i, s := range steps {
+		g.Go(func() error {
+			su, err := execSteps(gctx, []step{s}, fmt.Sprintf("%s.p%d", logBase, i))
+			mu.Lock()
+			defer mu.Unlock()
+			u.CPU += su.CPU
+			u.RSS = max(u.RSS, su.RSS)
+			u.FSOut += su.FSOut
+			return err
+		})
+	}
+	err := g.Wait()
+	u.Wall = time.Since(start).Seconds()
+	return u, err
+}
+
+// syncTree fsyncs every file and directory under dir: what a tool that
+// does not sync its output leaves for the kernel to write later.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	})
 }
 
 func shortArgv(a []string) []string {
