@@ -306,3 +306,25 @@ func TestSyncTree(t *testing.T) {
 		t.Error("a missing directory: no error")
 	}
 }
+
+// TestWANEntriesConcurrencyVariant: -wan-tools ferry-cN runs ferry with
+// --concurrency N in both WAN jobs, beside the default.
+func TestWANEntriesConcurrencyVariant(t *testing.T) {
+	es, err := wanEntries(config{wanTools: []string{"ferry", "ferry-c32"}, wanPar: 8}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.name)
+	}
+	want := []string{"ferry relocate", "ferry pkg", "ferry relocate --concurrency 32", "ferry pkg --concurrency 32"}
+	if strings.Join(names, "|") != strings.Join(want, "|") {
+		t.Errorf("entries %q, want %q", names, want)
+	}
+	for _, bad := range []string{"ferry-c", "ferry-c0", "ferry-cx"} {
+		if _, err := wanEntries(config{wanTools: []string{bad}}, t.TempDir()); err == nil {
+			t.Errorf("-wan-tools %s accepted", bad)
+		}
+	}
+}

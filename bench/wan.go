@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -85,7 +86,17 @@ type wanResult struct {
 func wanEntries(c config, toolsDir string) ([]wanEntry, error) {
 	var es []wanEntry
 	for _, n := range c.wanTools {
-		switch strings.TrimSpace(n) {
+		n = strings.TrimSpace(n)
+		// ferry-cN: ferry with --concurrency N, to show what the default
+		// leaves on the table across a slow link.
+		if v, ok := strings.CutPrefix(n, "ferry-c"); ok {
+			if k, err := strconv.Atoi(v); err == nil && k > 0 {
+				f := ferryTool(filepath.Join(toolsDir, "ferry"), n, "--concurrency", v)
+				es = append(es, wanEntry{"ferry relocate --concurrency " + v, f, jobRelocate}, wanEntry{"ferry pkg --concurrency " + v, f, jobPkg})
+				continue
+			}
+		}
+		switch n {
 		case "ferry":
 			f := ferryTool(filepath.Join(toolsDir, "ferry"), "ferry")
 			es = append(es, wanEntry{"ferry relocate", f, jobRelocate}, wanEntry{"ferry pkg", f, jobPkg})
@@ -99,7 +110,7 @@ func wanEntries(c config, toolsDir string) ([]wanEntry, error) {
 		case "skopeo":
 			es = append(es, wanEntry{"skopeo copy", skopeoTool(), jobRelocate})
 		default:
-			return nil, fmt.Errorf("-wan-tools: unknown tool %q (ferry, crane, regctl, skopeo)", n)
+			return nil, fmt.Errorf("-wan-tools: unknown tool %q (ferry, ferry-cN for --concurrency N, crane, regctl, skopeo)", n)
 		}
 	}
 	return es, nil
