@@ -176,7 +176,15 @@ func run(ctx context.Context, c config) error {
 	abs, _ := filepath.Abs(toolsDir)
 	var ts []*tool
 	for _, n := range c.tools {
-		switch strings.TrimSpace(n) {
+		n = strings.TrimSpace(n)
+		// ferry-cN: ferry with --concurrency N beside the default.
+		if v, ok := strings.CutPrefix(n, "ferry-c"); ok {
+			if k, err := strconv.Atoi(v); err == nil && k > 0 {
+				ts = append(ts, ferryTool(filepath.Join(abs, "ferry"), n, "--concurrency", v))
+				continue
+			}
+		}
+		switch n {
 		case "ferry":
 			ts = append(ts, ferryTool(filepath.Join(abs, "ferry"), "ferry"))
 		case ferryNoSupply:
