@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -203,31 +202,12 @@ func (c *Cluster) PIDs() []int {
 func (c *Cluster) Kubectl(t testing.TB, stdin []byte, args ...string) Result {
 	t.Helper()
 	// Not t.Context(): that ends before cleanups run, which use kubectl too.
-	ctx, cancel := context.WithTimeout(context.Background(), KubectlTimeout)
-	defer cancel()
-	all := append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", filepath.Join(c.dir, "kubectl-cache")}, args...)
-	cmd := exec.CommandContext(ctx, c.Bin.Kubectl, all...)
-	cmd.Env = append(os.Environ(), "HOME="+c.dir, "KUBECONFIG="+c.Kubeconfig, "KUBERC=off")
-	cmd.WaitDelay = 5 * time.Second
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	r := Result{Stdout: stdout.String(), Stderr: stderr.String(), Took: time.Since(start)}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("kubectl %s: no exit within %v; stderr:\n%s", strings.Join(args, " "), KubectlTimeout, r.Stderr)
-	case err == nil:
-	case errors.As(err, &exit):
-		r.Code = exit.ExitCode()
-	default:
-		t.Fatalf("running kubectl %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return runBounded(t, "kubectl", args, KubectlTimeout, stdin, func(ctx context.Context) *exec.Cmd {
+		all := append([]string{"--kubeconfig", c.Kubeconfig, "--cache-dir", filepath.Join(c.dir, "kubectl-cache")}, args...)
+		cmd := exec.CommandContext(ctx, c.Bin.Kubectl, all...)
+		cmd.Env = append(os.Environ(), "HOME="+c.dir, "KUBECONFIG="+c.Kubeconfig, "KUBERC=off")
+		return cmd
+	})
 }
 
 // MustKubectl is Kubectl that fails the test unless kubectl exits 0; it

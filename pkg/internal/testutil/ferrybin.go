@@ -99,11 +99,24 @@ func (r Result) Lines() []string {
 // with t.Setenv. A run past FerryTimeout is killed and fails the test.
 func RunFerry(t testing.TB, dir string, stdin []byte, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), FerryTimeout)
+	r := runBounded(t, "ferry", args, FerryTimeout, stdin, func(ctx context.Context) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, Ferry(t), args...)
+		cmd.Dir = dir
+		return cmd
+	})
+	t.Logf("ferry %s -> exit %d in %v\nstderr: %s", strings.Join(args, " "), r.Code, r.Took.Round(time.Millisecond), r.Stderr)
+	return r
+}
+
+// runBounded runs the command newCmd makes under a limit of timeout and
+// returns its output and exit code; no exit within the limit, or a
+// command that cannot start, fails t. name and args say what ran, in
+// messages. Output pipes held open by a stray grandchild do not hang it.
+func runBounded(t testing.TB, name string, args []string, timeout time.Duration, stdin []byte, newCmd func(context.Context) *exec.Cmd) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, Ferry(t), args...)
-	cmd.Dir = dir
-	// Output pipes held open by a stray grandchild must not hang the test.
+	cmd := newCmd(ctx)
 	cmd.WaitDelay = 5 * time.Second
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -116,14 +129,13 @@ func RunFerry(t testing.TB, dir string, stdin []byte, args ...string) Result {
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("ferry %s: no exit within %v; stderr:\n%s", strings.Join(args, " "), FerryTimeout, r.Stderr)
+		t.Fatalf("%s %s: no exit within %v; stderr:\n%s", name, strings.Join(args, " "), timeout, r.Stderr)
 	case err == nil:
 	case errors.As(err, &exit):
 		r.Code = exit.ExitCode()
 	default:
-		t.Fatalf("running ferry %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("running %s %s: %v", name, strings.Join(args, " "), err)
 	}
-	t.Logf("ferry %s -> exit %d in %v\nstderr: %s", strings.Join(args, " "), r.Code, r.Took.Round(time.Millisecond), r.Stderr)
 	return r
 }
 
