@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/ferry-dev/ferry/pkg/fanout"
 	"net"
 	"net/http"
 	"net/url"
@@ -45,7 +46,9 @@ type Options struct {
 	CredentialHelperTimeout time.Duration
 	// UserAgent names ferry and its version to registries; "" means "ferry".
 	UserAgent string
-	// Jobs bounds concurrent requests; 0 means 8.
+	// Jobs bounds concurrent large transfers (--concurrency); 0 means 8.
+	// Small requests run up to fanout.Wide times as many per host: see
+	// Limits.
 	Jobs int
 	// Transport replaces the base HTTP transport (tests); TLS options and
 	// timeouts are then not applied. Retries and the HTTP guard still are.
@@ -123,13 +126,13 @@ func New(o Options) (*Client, error) {
 	}
 	base := o.Transport
 	if base == nil {
-		t, err := newTransport(o, c.jobs)
+		t, err := newTransport(o, c.Limits().All)
 		if err != nil {
 			return nil, err
 		}
 		base = t
 	}
-	c.limits = newLimiter(c.jobs)
+	c.limits = newLimiter(c.Limits().All)
 	// The guard is outside the retries: a refusal is final, not worth a
 	// retry. The realm relay is outermost: what it relays is guarded too.
 	// The ping cache answers go-containerregistry's GET /v2/ once per
@@ -147,7 +150,7 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
-func newTransport(o Options, jobs int) (*http.Transport, error) {
+func newTransport(o Options, inFlight int) (*http.Transport, error) {
 	// Without extra CAs, RootCAs stays nil and Go loads the system roots
 	// on the first TLS handshake: a run against plain-HTTP registries
 	// does not pay ~30 ms to parse them.
@@ -175,8 +178,8 @@ func newTransport(o Options, jobs int) (*http.Transport, error) {
 		TLSHandshakeTimeout:   cmp.Or(o.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          4 * jobs,
-		MaxIdleConnsPerHost:   2 * jobs,
+		MaxIdleConns:          2 * inFlight,
+		MaxIdleConnsPerHost:   inFlight,
 		ForceAttemptHTTP2:     true,
 	}, nil
 }
@@ -196,8 +199,14 @@ func (c *Client) allowsHTTP(host string) bool {
 // Insecure reports whether plain HTTP is allowed for the registry.
 func (c *Client) Insecure(registry string) bool { return c.allowsHTTP(registry) }
 
-// Jobs is the concurrency limit.
+// Jobs is how many large transfers run at once (--concurrency).
 func (c *Client) Jobs() int { return c.jobs }
+
+// Limits bound a fan-out of registry work: Jobs large transfers, and
+// fanout.Wide times as many requests in all, since across a slow link a
+// small request costs a round trip rather than bandwidth. All is also the
+// most requests in flight to one host.
+func (c *Client) Limits() fanout.Limits { return fanout.For(c.jobs) }
 
 // Transport is the HTTP transport every registry request goes through:
 // guarded against plain HTTP, retrying transient failures and slowing down
@@ -206,7 +215,7 @@ func (c *Client) Jobs() int { return c.jobs }
 func (c *Client) Transport() http.RoundTripper { return c.transport }
 
 // InFlightLimit is the current limit on concurrent requests to host
-// ("host[:port]"): Jobs, until the host answers 429.
+// ("host[:port]"): Limits().All, until the host answers 429.
 func (c *Client) InFlightLimit(host string) int { return c.limits.host(host).Limit() }
 
 // Keychain is the credential source.

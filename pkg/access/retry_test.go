@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/ferry-dev/ferry/pkg/fanout"
 	"io"
 	"net"
 	"net/http"
@@ -358,7 +359,9 @@ func TestRetryNotForPermanentErrors(t *testing.T) {
 }
 
 func TestTooManyRequestsHalvesInFlight(t *testing.T) {
-	const jobs = 8
+	// The ceiling is the most requests in flight to one host:
+	// Limits().All, fanout.Wide × the client's Jobs (2 here).
+	const jobs = fanout.Wide * 2
 	var inFlight, peakAfter atomic.Int64
 	var limited atomic.Bool
 	arrived := make(chan struct{}, jobs)
@@ -383,7 +386,7 @@ func TestTooManyRequestsHalvesInFlight(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	})
-	c := newClient(t, Options{Jobs: jobs, Retry: newFakeClock().policy()}, srv.host())
+	c := newClient(t, Options{Jobs: 2, Retry: newFakeClock().policy()}, srv.host())
 	if got := c.InFlightLimit(srv.host()); got != jobs {
 		t.Fatalf("limit before = %d, want %d", got, jobs)
 	}

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ferry-dev/ferry/pkg/fanout"
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	"github.com/ferry-dev/ferry/pkg/progress"
-	"golang.org/x/sync/errgroup"
 )
 
 // Entry is one image to put into a bundle.
@@ -111,6 +111,9 @@ var errBusy = errors.New("locked by another process")
 // copyBuffer is the buffer each concurrent blob copy streams through.
 const copyBuffer = 1 << 20
 
+// smallCopyBuffer is the buffer of a blob of at most fanout.Small.
+const smallCopyBuffer = 64 << 10
+
 // PartialPath is where Write builds the bundle for path until it is
 // complete: a hidden file beside it. JournalPath lists the blobs already
 // written there, so that a rerun resumes.
@@ -192,24 +195,27 @@ func Write(ctx context.Context, path string, entries []Entry, o Options) (Stats,
 		}
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
-	bufs := sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
+	// A large blob streams through a large buffer, a few at a time; small
+	// ones (configs, small layers: round trips rather than bytes across a
+	// slow link) run many at once through small buffers, so memory stays
+	// flat either way.
+	large := sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
+	small := sync.Pool{New: func() any { b := make([]byte, smallCopyBuffer); return &b }}
 	// Largest first, so that the run does not end waiting on one big layer
 	// that started last while the other workers sit idle.
 	fetch := slices.Clone(p.fetch)
 	slices.SortStableFunc(fetch, func(a, b *item) int { return cmp.Compare(b.size, a.size) })
-	for _, it := range fetch {
-		if gctx.Err() != nil {
-			break
+	size := func(it *item) int64 { return it.size }
+	err = fanout.Run(ctx, fetch, size, fanout.For(jobs), func(ctx context.Context, it *item) error {
+		bufs := &small
+		if it.size > fanout.Small {
+			bufs = &large
 		}
-		g.Go(func() error {
-			buf := bufs.Get().(*[]byte)
-			defer bufs.Put(buf)
-			return w.blob(gctx, it, *buf)
-		})
-	}
-	if err := g.Wait(); err != nil {
+		buf := bufs.Get().(*[]byte)
+		defer bufs.Put(buf)
+		return w.blob(ctx, it, *buf)
+	})
+	if err != nil {
 		return w.stats, err
 	}
 	if err := ctx.Err(); err != nil {

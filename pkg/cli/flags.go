@@ -27,7 +27,7 @@ type registryFlags struct {
 func (f *registryFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.caCerts, "registry-ca-cert", nil, "PEM file of a CA to trust for registries, in addition to the system's (repeatable)")
 	fs.StringArrayVar(&f.insecure, "insecure-registry", nil, "HOST[:PORT] that may be reached over plain HTTP (repeatable); every other registry must have verified TLS")
-	fs.IntVar(&f.jobs, "concurrency", 8, "how many requests run at once")
+	fs.IntVar(&f.jobs, "concurrency", 8, "how many large blobs (over 1 MiB) move at once; small requests (manifests, mounts, small blobs) run 4 times as many per registry")
 	fs.StringArrayVar(&f.realmHosts, "token-realm-host", nil, "HOST[:PORT] a registry's token server may be on, besides the registry's own host and --insecure-registry hosts, when it is a private or loopback address (repeatable)")
 	fs.StringVar(&f.authFile, "authfile", "", "credentials file (Docker config format, as podman and skopeo write it) read before the Docker config, $REGISTRY_AUTH_FILE and ${XDG_RUNTIME_DIR}/containers/auth.json")
 	fs.DurationVar(&f.helperTimeout, "credential-helper-timeout", access.DefaultCredentialHelperTimeout, "how long a docker-credential helper may take to answer")

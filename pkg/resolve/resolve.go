@@ -41,7 +41,7 @@ type Options struct {
 }
 
 // Resolve looks up every distinct reference concurrently (bounded by the
-// client's jobs) and returns a lock with one entry per reference as written,
+// client's Limits().All) and returns a lock with one entry per reference as written,
 // sorted. The first failure cancels the rest.
 func Resolve(ctx context.Context, c *access.Client, inputs []Input, o Options) (*lock.File, error) {
 	merged := merge(inputs)
@@ -51,7 +51,7 @@ func Resolve(ctx context.Context, c *access.Client, inputs []Input, o Options) (
 	var mu sync.Mutex
 	cache := map[string]*call{}
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.Jobs())
+	g.SetLimit(c.Limits().All) // manifests: round trips, not bandwidth
 	for i, in := range merged {
 		g.Go(func() error {
 			key := in.Ref.Normalized()

@@ -103,7 +103,7 @@ func Check(ctx context.Context, client *access.Client, f *lock.File) error {
 		mu.Unlock()
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(client.Jobs())
+	g.SetLimit(client.Limits().All) // manifests and HEADs: round trips
 	for _, e := range entries {
 		c := conns[e.repo.RegistryStr()]
 		g.Go(func() error {

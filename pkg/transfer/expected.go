@@ -170,12 +170,10 @@ func checkExpected(ctx context.Context, client *access.Client, images []Image, e
 	held := map[v1.Hash][]name.Repository{}
 	var mu sync.Mutex
 	var missing []MissingBlob
-	jobs := o.Jobs
-	if jobs <= 0 {
-		jobs = client.Jobs()
-	}
+	limits := o.limits(client)
+	// HEADs: round trips, not bandwidth.
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
+	g.SetLimit(limits.All)
 	for _, h := range order {
 		n := needs[h]
 		g.Go(func() error {

@@ -8,12 +8,12 @@ import (
 
 	"github.com/ferry-dev/ferry/pkg/access"
 	"github.com/ferry-dev/ferry/pkg/destination"
+	"github.com/ferry-dev/ferry/pkg/fanout"
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/imageref"
 	"github.com/ferry-dev/ferry/pkg/lock"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"golang.org/x/sync/errgroup"
 )
 
 // Entry is one lock entry to relocate and where to read it from.
@@ -90,33 +90,31 @@ func Relocate(ctx context.Context, client *access.Client, entries []Entry, o Rel
 		return nil, Result{}, err
 	}
 
-	jobs := o.Jobs
-	if jobs <= 0 {
-		jobs = client.Jobs()
-	}
+	limits := o.limits(client)
 	roots := make([]*graph.Node, len(entries))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
+	var walk []int
 	for i, e := range entries {
 		if e.Root != nil {
 			roots[i] = e.Root
-			continue
+		} else {
+			walk = append(walk, i)
 		}
-		g.Go(func() error {
-			h, err := v1.NewHash(e.Image.Digest)
-			if err != nil {
-				return fmt.Errorf("reading %q: %w", e.Image.Image, err)
-			}
-			d := v1.Descriptor{Digest: h, MediaType: types.MediaType(e.Image.MediaType), Size: e.Image.Size}
-			n, err := graph.Walk(gctx, e.From, d, graph.Options{})
-			if err != nil {
-				return fmt.Errorf("reading %q from %s: %w", e.Image.Image, e.Image.Location(), err)
-			}
-			roots[i] = n
-			return nil
-		})
 	}
-	if err := g.Wait(); err != nil {
+	err = fanout.Run(ctx, walk, nil, limits, func(ctx context.Context, i int) error {
+		e := entries[i]
+		h, err := v1.NewHash(e.Image.Digest)
+		if err != nil {
+			return fmt.Errorf("reading %q: %w", e.Image.Image, err)
+		}
+		d := v1.Descriptor{Digest: h, MediaType: types.MediaType(e.Image.MediaType), Size: e.Image.Size}
+		n, err := graph.Walk(ctx, e.From, d, graph.Options{})
+		if err != nil {
+			return fmt.Errorf("reading %q from %s: %w", e.Image.Image, e.Image.Location(), err)
+		}
+		roots[i] = n
+		return nil
+	})
+	if err != nil {
 		return nil, Result{}, err
 	}
 

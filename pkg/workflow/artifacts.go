@@ -146,7 +146,7 @@ func FindArtifacts(ctx context.Context, client *access.Client, lf *lock.File, o 
 	lookups := map[string]*lookup{}
 	at := make([]*lookup, len(lf.Images))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(client.Jobs())
+	g.SetLimit(client.Limits().All)
 	for i, im := range lf.Images {
 		ref, repo, err := src.at(im)
 		if err != nil {

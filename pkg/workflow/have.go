@@ -57,7 +57,7 @@ func haveLock(ctx context.Context, client *access.Client, have *bundle.Have, pat
 	src := newSources(client, referrer.Filter{}) // manifests only: no artifacts are looked for
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(client.Jobs())
+	g.SetLimit(client.Limits().All)
 	for _, im := range lf.Images {
 		// The relocated copy is inside the air gap: read where it came from.
 		at := im

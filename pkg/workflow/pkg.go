@@ -211,7 +211,7 @@ func platforms(ps []bundle.PlatformSummary) []string {
 func fetchManifests(ctx context.Context, src *sources, lf *lock.File, wo graph.Options, supply bool) ([]bundle.Entry, error) {
 	entries := make([]bundle.Entry, len(lf.Images))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(src.client.Jobs())
+	g.SetLimit(src.client.Limits().All) // manifests: round trips, not bandwidth
 	for i, im := range lf.Images {
 		ref, repo, err := src.at(im)
 		if err != nil {

@@ -62,7 +62,7 @@ func (s *sources) finder(f graph.Fetcher) *referrer.Finder {
 			reg = &referrer.Registry{}
 			s.registries[host] = reg
 		}
-		fd = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: s.client.Jobs(), Registry: reg, Filter: s.filter})
+		fd = referrer.New(repo, referrer.Options{NoAPI: source.ErrNoReferrersAPI, NoList: source.ErrTagsDenied, NoTag: source.ErrNoTag, Jobs: s.client.Limits().All, Registry: reg, Filter: s.filter})
 		s.finders[repo] = fd
 	}
 	return fd
