@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ferry-dev/ferry/pkg/access"
+	"github.com/ferry-dev/ferry/pkg/fanout"
 	"github.com/ferry-dev/ferry/pkg/graph"
 	"github.com/ferry-dev/ferry/pkg/progress"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -41,9 +42,12 @@ type Image struct {
 
 // Options tune a push.
 type Options struct {
-	// Jobs bounds concurrent blob and manifest operations; 0 means the
-	// client's.
+	// Jobs bounds concurrent large blob transfers (small requests run
+	// fanout.Wide times as many); 0 means the client's.
 	Jobs int
+	// Limits, when set, replace the bounds Jobs gives (tests run serially
+	// with {Large: 1, All: 1}).
+	Limits fanout.Limits
 	// Progress receives byte counts and finished images; nil for none.
 	Progress progress.Reporter
 	// Held are repositories of the target registries known to hold a
@@ -64,6 +68,18 @@ type Result struct {
 	ManifestsPushed, ManifestsSkipped int
 	// Tags pushed, and tags that already named the right digest.
 	TagsPushed, TagsSkipped int
+}
+
+// limits are the bounds of a run: o.Limits, else those of o.Jobs, else the
+// client's.
+func (o Options) limits(client *access.Client) fanout.Limits {
+	switch {
+	case o.Limits.All > 0:
+		return o.Limits
+	case o.Jobs > 0:
+		return fanout.For(o.Jobs)
+	}
+	return client.Limits()
 }
 
 // counters is Result while goroutines still add to it.
@@ -113,6 +129,9 @@ type manifestJob struct {
 	present bool
 	// tagged: the first tag already names the root there.
 	tagged bool
+	// pending counts the blobs the repository still lacks; at 0 the
+	// manifests go (guarded by pusher.mu).
+	pending int
 }
 
 type pusher struct {
@@ -124,17 +143,27 @@ type pusher struct {
 	indexes indexLocks
 	// referrersAPI records, per registry, whether it has the referrers API.
 	referrersAPI sync.Map
+	// limits bound the run.
+	limits fanout.Limits
+
+	mu sync.Mutex
+	// waiting lists, by repository@digest, the images whose manifests wait
+	// for that blob; ready receives each once it has every blob.
+	waiting map[string][]*manifestJob
+	ready   chan *manifestJob
+	// absent are the blobs, by repository@digest, that this run found
+	// missing and uploaded.
+	absent map[string]bool
 }
 
-// Push puts images into their target repositories. Blobs go first, each
-// unique blob concurrently (at most Jobs at a time); then each image's
-// manifests, children first, then its tag. A rerun skips what is there.
+// Push puts images into their target repositories. Each unique blob goes
+// once per registry, concurrently (see fanout: a few large, many small at
+// a time); each image's manifests, children first, then its tag, go as
+// soon as its repository holds every blob it needs, while other blobs are
+// still on their way. A rerun skips what is there.
 func Push(ctx context.Context, client *access.Client, images []Image, o Options) (Result, error) {
-	jobs := o.Jobs
-	if jobs <= 0 {
-		jobs = client.Jobs()
-	}
-	p := &pusher{client: client, conns: map[string]*conn{}, prog: progress.OrNop(o.Progress)}
+	limits := o.limits(client)
+	p := &pusher{client: client, conns: map[string]*conn{}, prog: progress.OrNop(o.Progress), limits: limits, waiting: map[string][]*manifestJob{}, absent: map[string]bool{}}
 
 	var manifests []*manifestJob
 	byTarget := map[string]*manifestJob{}
@@ -194,7 +223,7 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 		p.conns[reg] = c
 	}
 
-	if err := p.findPresent(ctx, manifests, jobs); err != nil {
+	if err := p.findPresent(ctx, manifests, limits); err != nil {
 		return p.count.result(len(images)), err
 	}
 	// A registry accepts a manifest only once it holds every blob (and an
@@ -235,9 +264,18 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 			continue
 		}
 		for _, d := range mj.root.AllBlobs() {
+			k := mj.repo.Name() + "@" + d.Digest.String()
 			if !count(mj.repo, d) {
+				// Another image's job brings it, unless an image there
+				// whole holds it already.
+				if _, coming := p.waiting[k]; coming && !slices.Contains(p.waiting[k], mj) {
+					p.waiting[k] = append(p.waiting[k], mj)
+					mj.pending++
+				}
 				continue
 			}
+			p.waiting[k] = append(p.waiting[k], mj)
+			mj.pending++
 			bj := byDigest[d.Digest]
 			if bj == nil {
 				bj = &blobJob{desc: d, from: mj.from, image: mj.names[0], held: held[d.Digest]}
@@ -253,20 +291,84 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 	p.prog.Add(p.count.bytesSkipped.Load())
 
 	// Largest first, so that the run does not end waiting on one big layer
-	// that started last while the other uploads are long done.
+	// that started last while the other uploads are long done. Small blobs
+	// run many at once beside them: each costs round trips, not bandwidth.
 	slices.SortStableFunc(blobs, func(a, b *blobJob) int { return cmp.Compare(b.desc.Size, a.desc.Size) })
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
-	for _, bj := range blobs {
-		g.Go(func() error { return p.blob(gctx, bj) })
-	}
-	if err := g.Wait(); err != nil {
-		return p.count.result(len(images)), err
-	}
-
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
+	blobSize := func(bj *blobJob) int64 { return bj.desc.Size }
+	p.ready = make(chan *manifestJob, len(manifests))
 	for _, mj := range manifests {
+		if mj.pending == 0 {
+			p.ready <- mj
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(p.ready)
+		return fanout.Run(gctx, blobs, blobSize, limits, p.blob)
+	})
+	g.Go(func() error { return p.pushManifests(gctx) })
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return p.count.result(len(images)), err
+}
+
+// lacked records that repo did not hold blob d when this run began: it
+// was uploaded there.
+func (p *pusher) lacked(repo name.Repository, d v1.Hash) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.absent[repo.Name()+"@"+d.String()] = true
+}
+
+// lackedBlobOf reports whether repo lacked a blob of m when this run
+// began. A registry takes a manifest only once it holds its blobs, so m
+// cannot have been there: it is put without a HEAD first, where a HEAD
+// then a PUT would cost two round trips. Where every blob was there (a
+// previous run stopped among the manifests), m may be too and is asked
+// for, so that a resume puts only what is missing.
+func (p *pusher) lackedBlobOf(repo name.Repository, m *graph.Node) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range m.Blobs {
+		if p.absent[repo.Name()+"@"+b.Digest.String()] {
+			return true
+		}
+	}
+	return false
+}
+
+// arrived records that repo now holds the blob d, and hands every image
+// that was waiting for nothing else to the manifest pushers.
+func (p *pusher) arrived(repo name.Repository, d v1.Hash) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := repo.Name() + "@" + d.String()
+	for _, mj := range p.waiting[k] {
+		mj.pending--
+		if mj.pending == 0 {
+			p.ready <- mj
+		}
+	}
+	delete(p.waiting, k)
+}
+
+// pushManifests pushes each image handed over on p.ready, many at a time,
+// until the blobs are all done.
+func (p *pusher) pushManifests(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.limits.All)
+	for {
+		var mj *manifestJob
+		var ok bool
+		select {
+		case mj, ok = <-p.ready:
+		case <-gctx.Done():
+		}
+		if !ok || gctx.Err() != nil {
+			break
+		}
 		g.Go(func() error {
 			pushed, err := p.manifests(gctx, mj)
 			if err != nil {
@@ -282,14 +384,13 @@ func Push(ctx context.Context, client *access.Client, images []Image, o Options)
 			return nil
 		})
 	}
-	err := g.Wait()
-	return p.count.result(len(images)), err
+	return g.Wait()
 }
 
 // blob makes sure every repository of j holds the blob: per registry it is
 // uploaded at most once, then mounted into the other repositories from one
-// that holds it. Mounts follow the upload within this one job, so a mount
-// never races the upload it depends on.
+// that holds it, those mounts at once. Mounts follow the upload within
+// this one job, so a mount never races the upload it depends on.
 func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 	for _, reg := range registriesOf(j.repos) {
 		c := p.conns[reg]
@@ -300,69 +401,95 @@ func (p *pusher) blob(ctx context.Context, j *blobJob) error {
 				break
 			}
 		}
+		var rest []name.Repository
 		for _, r := range j.repos {
 			if r.RegistryStr() != reg {
 				continue
 			}
-			if holder != nil && holder.Name() == r.Name() {
-				// Held already (a delta's base): nothing to send.
-				p.skipped(j)
+			if holder != nil {
+				rest = append(rest, r)
 				continue
 			}
-			declined := c.mountsDeclined.Load()
-			if declined {
-				// A registry that declines mounts says nothing by one,
-				// and a holder is of no use there: ask before sending
-				// the bytes.
-				var ok bool
-				err := retry(ctx, func() (err error) {
-					ok, err = c.headBlob(ctx, r, j.desc.Digest)
-					return err
-				})
-				if err != nil {
-					return p.blobErr(j, r, "checking", err)
-				}
-				if ok {
-					p.skipped(j)
-					continue
-				}
+			// Until a holder is known, one repository at a time.
+			if err := p.blobInto(ctx, c, j, r, nil); err != nil {
+				return err
 			}
-			// Until a holder is known, the repository is asked to mount
-			// the blob from itself: 201 means it holds it already (a
-			// previous run, an earlier release), 202 opens the upload
-			// that a HEAD answering 404 would have led to. One round
-			// trip either way, where a HEAD first costs two on a first
-			// push. Once a holder is known, the rest mount from it: 201
-			// means the blob is there, whether it was before or not.
-			from, self := holder, holder == nil && !declined
-			switch {
-			case declined:
-				from = nil
-			case self:
-				from = &r
-			}
-			mounted, err := p.put(ctx, c, j, r, from)
-			if err != nil {
-				return p.blobErr(j, r, "pushing", err)
-			}
-			switch {
-			case mounted && self:
-				p.skipped(j)
-			case mounted:
-				p.count.blobsMounted.Add(1)
-				p.count.bytesMounted.Add(j.desc.Size)
-				p.prog.Add(j.desc.Size)
-			case from != nil && !self:
-				// Refused a mount from a repository that holds the
-				// blob: the registry does not mount, so a self-mount
-				// tells nothing there either.
-				c.mountsDeclined.Store(true)
-			}
-			if holder == nil {
-				holder = &r
-			}
+			holder = &r
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(p.limits.All)
+		for _, r := range rest {
+			g.Go(func() error { return p.blobInto(gctx, c, j, r, holder) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// blobInto makes sure r holds the blob of j, mounting it from holder when
+// there is one; when r holds it, the images waiting for it there are told.
+func (p *pusher) blobInto(ctx context.Context, c *conn, j *blobJob, r name.Repository, holder *name.Repository) error {
+	if holder != nil && holder.Name() == r.Name() {
+		// Held already (a delta's base): nothing to send.
+		p.skipped(j)
+		p.arrived(r, j.desc.Digest)
+		return nil
+	}
+	declined := c.mountsDeclined.Load()
+	if declined {
+		// A registry that declines mounts says nothing by one, and a
+		// holder is of no use there: ask before sending the bytes.
+		var ok bool
+		err := retry(ctx, func() (err error) {
+			ok, err = c.headBlob(ctx, r, j.desc.Digest)
+			return err
+		})
+		if err != nil {
+			return p.blobErr(j, r, "checking", err)
+		}
+		if ok {
+			p.skipped(j)
+			p.arrived(r, j.desc.Digest)
+			return nil
+		}
+	}
+	// Until a holder is known, the repository is asked to mount the blob
+	// from itself: 201 means it holds it already (a previous run, an
+	// earlier release), 202 opens the upload that a HEAD answering 404
+	// would have led to. One round trip either way, where a HEAD first
+	// costs two on a first push. Once a holder is known, the rest mount
+	// from it: 201 means the blob is there, whether it was before or not.
+	from, self := holder, holder == nil && !declined
+	switch {
+	case declined:
+		from = nil
+	case self:
+		from = &r
+	}
+	mounted, err := p.put(ctx, c, j, r, from)
+	if err != nil {
+		return p.blobErr(j, r, "pushing", err)
+	}
+	switch {
+	case mounted && self:
+		p.skipped(j)
+	case mounted:
+		p.count.blobsMounted.Add(1)
+		p.count.bytesMounted.Add(j.desc.Size)
+		p.prog.Add(j.desc.Size)
+	case self || declined:
+		// The repository said it lacks the blob (202 to a mount from
+		// itself, 404 to a HEAD), and it was uploaded.
+		p.lacked(r, j.desc.Digest)
+	case from != nil:
+		// Refused a mount from a repository that holds the blob: the
+		// registry does not mount, so a self-mount tells nothing there
+		// either.
+		c.mountsDeclined.Store(true)
+	}
+	p.arrived(r, j.desc.Digest)
 	return nil
 }
 
@@ -432,39 +559,34 @@ func (p *pusher) blobErr(j *blobJob, r name.Repository, doing string, err error)
 // requests (each blob answers its mount from the repository itself with
 // 201; on a registry that declines mounts, uploads), never correctness. A tag naming another digest (it moved
 // on at the source) is followed by a HEAD of the digest, as before.
-func (p *pusher) findPresent(ctx context.Context, manifests []*manifestJob, jobs int) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(jobs)
-	for _, mj := range manifests {
-		g.Go(func() error {
-			c := p.conns[mj.repo.RegistryStr()]
-			d := mj.root.Desc.Digest.String()
-			head := func(ref string) (ok bool, got string, err error) {
-				err = retry(gctx, func() (err error) {
-					ok, got, err = c.headManifest(gctx, mj.repo, ref)
-					return err
-				})
-				if err != nil {
-					return false, "", fmt.Errorf("checking manifest %s of %q in %s: %w", ref, mj.names[0], mj.repo.Name(), err)
-				}
-				return ok, got, nil
+func (p *pusher) findPresent(ctx context.Context, manifests []*manifestJob, limits fanout.Limits) error {
+	return fanout.Run(ctx, manifests, nil, limits, func(gctx context.Context, mj *manifestJob) error {
+		c := p.conns[mj.repo.RegistryStr()]
+		d := mj.root.Desc.Digest.String()
+		head := func(ref string) (ok bool, got string, err error) {
+			err = retry(gctx, func() (err error) {
+				ok, got, err = c.headManifest(gctx, mj.repo, ref)
+				return err
+			})
+			if err != nil {
+				return false, "", fmt.Errorf("checking manifest %s of %q in %s: %w", ref, mj.names[0], mj.repo.Name(), err)
 			}
-			if len(mj.tags) > 0 {
-				ok, got, err := head(mj.tags[0])
-				if err != nil || !ok {
-					return err
-				}
-				if got == d {
-					mj.present, mj.tagged = true, true
-					return nil
-				}
+			return ok, got, nil
+		}
+		if len(mj.tags) > 0 {
+			ok, got, err := head(mj.tags[0])
+			if err != nil || !ok {
+				return err
 			}
-			ok, _, err := head(d)
-			mj.present = ok
-			return err
-		})
-	}
-	return g.Wait()
+			if got == d {
+				mj.present, mj.tagged = true, true
+				return nil
+			}
+		}
+		ok, _, err := head(d)
+		mj.present = ok
+		return err
+	})
 }
 
 // manifests puts every manifest of j, children first, then its tags, and
@@ -483,7 +605,7 @@ func (p *pusher) manifests(ctx context.Context, j *manifestJob) (bool, error) {
 			// Put by its first tag below, in one request.
 			continue
 		}
-		if m != j.root {
+		if m != j.root && !p.lackedBlobOf(j.repo, m) {
 			// findPresent asked about the root only; a child may be there
 			// from a previous run or another image.
 			var ok bool

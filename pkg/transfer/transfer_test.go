@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/ferry-dev/ferry/pkg/fanout"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,6 +93,11 @@ func TestPushUploadsEachBlobOnceAndMounts(t *testing.T) {
 	}
 	if n := count(reqs, "HEAD", "/blobs/"); n != 0 {
 		t.Errorf("a first push sent %d blob HEADs, want none", n)
+	}
+	// One HEAD per image, of its root (by tag); an index's children are
+	// put without asking.
+	if n := count(reqs, "HEAD", "/manifests/"); n != len(s.images) {
+		t.Errorf("a first push sent %d manifest HEADs, want %d (one per root)", n, len(s.images))
 	}
 	for d, n := range s.src.served {
 		if n != 1 {
@@ -242,7 +249,7 @@ func TestPushAsksBeforeUploadingWhereMountsAreDeclined(t *testing.T) {
 	if err := reg.blobs.Put(context.Background(), cli.To.RepositoryStr(), own.Digest, io.NopCloser(bytes.NewReader(s.src.m[own.Digest]))); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Push(context.Background(), reg.client(t), s.images[:3], Options{Jobs: 1})
+	got, err := Push(context.Background(), reg.client(t), s.images[:3], Options{Limits: serial})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +458,7 @@ func TestPushRetriesTransientErrors(t *testing.T) {
 			}
 			return false
 		}
-		_, err := Push(context.Background(), reg.client(t), s.images[1:2], Options{Jobs: 1})
+		_, err := Push(context.Background(), reg.client(t), s.images[1:2], Options{Limits: serial})
 		if err == nil {
 			t.Fatal("push succeeded against a registry refusing every PUT")
 		}
@@ -575,4 +582,85 @@ func TestRelocate(t *testing.T) {
 			t.Errorf("layout host: %v", err)
 		}
 	})
+}
+
+// serial runs a push one request at a time, for tests of what a run learns
+// on the way (a registry that declines mounts, a refusal not retried).
+var serial = fanout.Limits{Large: 1, All: 1}
+
+// TestPushManifestsFollowTheirBlobs holds the upload of one image's own
+// layer until another image's manifest arrives: an image goes up as soon
+// as its repository holds its blobs, not after every blob of the run.
+func TestPushManifestsFollowTheirBlobs(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	cli := s.images[2]
+	own := cli.Root.Blobs[3].Digest.String() // the cli layer, no other image's
+	manifest := make(chan struct{})
+	var once sync.Once
+	var waited atomic.Bool
+	reg.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") && !strings.Contains(r.URL.Path, "/cli/"):
+			once.Do(func() { close(manifest) })
+		case r.Method == http.MethodPut && r.URL.Query().Get("digest") == own:
+			select {
+			case <-manifest:
+			case <-time.After(5 * time.Second):
+				waited.Store(true)
+			}
+		}
+		return false
+	}
+	if _, err := Push(t.Context(), reg.client(t), s.images, Options{Jobs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if waited.Load() {
+		t.Error("no other image's manifest was pushed while the cli layer was held: manifests wait for every blob of the run")
+	}
+}
+
+// TestPushMountsAtOnce checks that once one repository holds a blob, the
+// other repositories that need it mount it concurrently rather than one
+// after another: a base layer shared by a release's hundred images costs
+// one round trip of wall time, not a hundred.
+func TestPushMountsAtOnce(t *testing.T) {
+	reg := newTestRegistry(t)
+	s := newSharedSet(t, reg)
+	base := s.images[0].Root.Blobs[1].Digest.String() // base1, in all four repositories
+	var inFlight, peak atomic.Int32
+	both := make(chan struct{})
+	var once sync.Once
+	reg.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+		q := r.URL.Query()
+		if r.Method != http.MethodPost || q.Get("mount") != base || strings.Contains(r.URL.Path, "/v2/"+q.Get("from")+"/") {
+			return false
+		}
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		if n >= 2 {
+			once.Do(func() { close(both) })
+		}
+		select {
+		case <-both:
+		case <-time.After(3 * time.Second):
+		}
+		return false
+	}
+	got, err := Push(t.Context(), reg.client(t), s.images, Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BlobsMounted == 0 {
+		t.Fatal("nothing mounted")
+	}
+	if peak.Load() < 2 {
+		t.Errorf("at most %d mount of the shared base layer in flight at once, want its three mounts together", peak.Load())
+	}
 }
