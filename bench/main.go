@@ -89,7 +89,17 @@ func main() {
 	flag.IntVar(&c.wanPar, "wan-par", 8, "how many `crane copy` commands the WAN job runs at a time")
 	flag.BoolVar(&c.wanAuth, "wan-auth", true, "the WAN job's proxies ask for tokens as Docker Hub does")
 	flag.StringVar(&wanTools, "wan-tools", "ferry,crane,regctl,skopeo", "tools in the WAN job")
+	traceFile := flag.String("trace", "", "write one line per request the proxies answer to this file (arrival and end in ms, proxy, method, path): where a tool's time goes")
 	flag.Parse()
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -trace: %v\n", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		traceOut = f
+	}
 	c.wanTools = strings.Split(wanTools, ",")
 	if c.wanImages < 1 || c.wanRuns < 1 || c.wanPar < 1 || c.wanDelay < 0 {
 		fmt.Fprintln(os.Stderr, "bench: -wan-images, -wan-runs and -wan-par must be at least 1 and -wan-delay not negative")

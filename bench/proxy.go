@@ -91,6 +91,10 @@ func startProxyOpts(host string, opts proxyOptions) (*proxy, error) {
 		return nil
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if traceOut != nil {
+			start := time.Now()
+			defer func() { trace(p.Host, r, start) }()
+		}
 		if p.opts.Delay > 0 {
 			t := time.NewTimer(p.opts.Delay)
 			select {
@@ -110,9 +114,57 @@ func startProxyOpts(host string, opts proxyOptions) (*proxy, error) {
 		// every follow-up request passes through it too.
 		rp.ServeHTTP(w, r)
 	})}
+	if opts.Delay > 0 {
+		ln = &slowListener{Listener: ln, delay: opts.Delay}
+	}
 	go p.srv.Serve(ln)
 	atExit(p.close)
 	return p, nil
+}
+
+// traceOut, when BENCH_TRACE names a file, receives one line per request
+// every proxy answered: arrival and end in ms since the bench started, the
+// proxy, the method and the path. It shows where a tool's time goes across
+// a slow link (which phase waits on which).
+var (
+	traceMu    sync.Mutex
+	traceOut   io.Writer
+	traceStart = time.Now()
+)
+
+func trace(host string, r *http.Request, start time.Time) {
+	traceMu.Lock()
+	defer traceMu.Unlock()
+	fmt.Fprintf(traceOut, "%d %d %s %s %s\n", start.Sub(traceStart).Milliseconds(), time.Since(traceStart).Milliseconds(), host, r.Method, r.URL.Path)
+}
+
+// slowListener makes a new connection cost a round trip, as the TCP
+// handshake does across a WAN: its first read waits delay. A tool that
+// keeps its connections pays it once per connection, one that opens a new
+// one per request (or per process) pays it each time. TLS, which costs
+// one or two more, is not modelled.
+type slowListener struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l *slowListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &slowConn{Conn: c, delay: l.delay}, nil
+}
+
+type slowConn struct {
+	net.Conn
+	delay time.Duration
+	once  sync.Once
+}
+
+func (c *slowConn) Read(b []byte) (int, error) {
+	c.once.Do(func() { time.Sleep(c.delay) })
+	return c.Conn.Read(b)
 }
 
 func (p *proxy) observe(resp *http.Response) {

@@ -304,7 +304,7 @@ func (w *wanResult) section() string {
 		w.Started.Format("2006-01-02 15:04 MST"), strings.Join(w.Args, " "), w.Elapsed.Round(time.Second), strings.Join(w.Load, ", "))
 	p("%d images in %d repositories (%d of them 2-platform indexes, every third Docker schema 2), %d unique blobs, %.1f MiB unique: a few small layers each on 4 shared bases. ",
 		len(set.Images), len(set.Images), nIdx, set.UniqueBlobs, float64(set.UniqueBytes)/mib)
-	p("The source, and for a copy a new empty target each run, sit behind a proxy on loopback that holds every request %s before it is answered", w.Delay)
+	p("The source, and for a copy a new empty target each run, sit behind a proxy on loopback that holds every request %s before it is answered (and the first request of a new connection as long again)", w.Delay)
 	if w.Auth {
 		p(" and asks for a token as Docker Hub does (401 with a Bearer challenge per repository and action; anonymous tokens from its `/token`)")
 	}
@@ -408,7 +408,7 @@ func (w *wanResult) section() string {
 			p(" %.2f | %.0f | %.0f |\n", sum/n, sum, m[kindRefused])
 		}
 	}
-	p("\nA real link also costs a round trip for each new connection (and two or more for TLS); the proxy delays requests, not connections, so a tool that opens many connections is favoured here.\n")
+	p("\nA new connection costs one more round trip (its first request waits twice the delay), as the TCP handshake does; TLS, which costs one or two more on a real link, is not modelled, which favours a tool that opens many connections.\n")
 	p("Reproduce alone: `go run ./bench -only-wan` (defaults: -wan-images 200, -wan-delay 25ms, -wan-runs 3, -wan-tools ferry,crane,regctl,skopeo, -wan-auth); it replaces only this section.\n\n%s\n", wanEnd)
 	return b.String()
 }
